@@ -1,0 +1,77 @@
+"""Results on disk, keyed by experiment name, configuration and genlib version (and source).
+
+A finished run is written atomically (temporary file, then rename), so an interrupted run leaves
+either nothing or a complete file. A file that is damaged all the same (a full disk, a copy cut
+short) fails its checksum on reading and is recomputed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .history import History
+
+
+def cache_dir() -> Path:
+    """``$GENLIB_CACHE`` if set, else ``~/.cache/genlib``."""
+    return Path(os.environ.get("GENLIB_CACHE") or Path.home() / ".cache" / "genlib")
+
+
+def _jsonable(config: Any) -> Any:
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return _jsonable(dataclasses.asdict(config))
+    if isinstance(config, Mapping):
+        return {str(k): _jsonable(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [_jsonable(v) for v in config]
+    if config is None or isinstance(config, (bool, int, float, str)):
+        return config
+    raise ValueError(f"config values must be numbers, strings, lists or dicts; got {config!r}")
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """A hash of genlib's own source files: a change of code is a change of key, even unreleased."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_key(name: str, config: Any) -> str:
+    """A stable hex key for (name, config, genlib version and source)."""
+    version = f"{__version__}+{source_fingerprint()}"
+    payload = json.dumps({"name": name, "config": _jsonable(config), "version": version}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def cache_path(name: str, config: Any, directory: str | Path | None = None) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    return Path(directory or cache_dir()) / safe / f"{cache_key(name, config)}.npz"
+
+
+def cached(
+    name: str,
+    config: Any,
+    compute: Callable[[], History],
+    directory: str | Path | None = None,
+) -> History:
+    """Load the stored History for (name, config), or compute, store and return it."""
+    path = cache_path(name, config, directory)
+    if path.exists():
+        try:
+            return History.load(path)
+        except ValueError as e:
+            warnings.warn(f"recomputing a damaged cache entry: {e}", stacklevel=2)
+    history = compute()
+    history.meta["cache_config"] = _jsonable(config)
+    history.save(path)
+    return history

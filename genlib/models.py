@@ -1,0 +1,252 @@
+"""Ensembles of small networks: S members (seeds, per-member output scale) in one batched module.
+
+Every parameter has a leading member dimension S, so one forward pass runs all members with
+batched matrix products (no Python loop over models). Inputs are (S, B, ...) — each member sees
+its own batch — and outputs are (S, B, C). Member s is initialised from its own seed alone, so a
+member is the same network whichever ensemble it is trained in.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ._validate import check_choice, check_int, per_member
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "gelu": nn.functional.gelu,
+    # Linear plus quadratic, as in Kumar et al. 2024; their quadratic part is smaller (0.01), which
+    # makes lazy (kernel) fitting take ~1e5 steps. 0.25 shows the same contrast in a few thousand.
+    "quadratic": lambda z: z + 0.25 * z * z,
+}
+
+
+class Ensemble(nn.Module):
+    """Base class: member seeds, a per-member output scale alpha, and seeded parameter creation."""
+
+    def __init__(self, seeds: Sequence[int], output_scale: float | Sequence[float] = 1.0):
+        super().__init__()
+        seeds = list(seeds)
+        if not seeds:
+            raise ValueError("seeds must hold at least one seed (S >= 1); got []")
+        for s in seeds:
+            check_int("seeds", s, low=0)
+        self.seeds = seeds
+        scale = per_member("output_scale", output_scale, len(seeds), low=0.0, low_open=True)
+        self.output_scales = scale  # exact values, for the History's member records
+        self.register_buffer("output_scale", torch.tensor(scale))
+        self._salt = 0
+
+    @property
+    def members(self) -> int:
+        return len(self.seeds)
+
+    def _param(self, *shape: int, std: float | None = None, bound: float | None = None) -> nn.Parameter:
+        """A (S, *shape) parameter: normal(0, std) or uniform(-bound, bound), one generator per member."""
+        self._salt += 1
+        draws = []
+        for seed in self.seeds:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + self._salt)
+            if std is not None:
+                draws.append(torch.randn(shape, generator=g) * std)
+            else:
+                draws.append((torch.rand(shape, generator=g) * 2 - 1) * bound)
+        return nn.Parameter(torch.stack(draws))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs (S, B, C) = alpha_s * f_s(x_s)."""
+        out = self.raw_output(x)
+        return self.output_scale.to(out.dtype).view(-1, 1, 1) * out
+
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def token_embedding(self) -> torch.Tensor:
+        """(S, p, d) embedding of the first operand, for the Fourier progress measure."""
+        raise NotImplementedError(f"{type(self).__name__} has no token embedding")
+
+
+def _member_gather(table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """table (S, V, d), tokens (S, ...) -> (S, ..., d): each member looks up its own table."""
+    members, vocab, dim = table.shape
+    offset = (torch.arange(members, device=tokens.device) * vocab).view(-1, *([1] * (tokens.dim() - 1)))
+    # F.embedding on the flattened tables: its backward is much faster than advanced indexing's.
+    return nn.functional.embedding(tokens + offset, table.reshape(members * vocab, dim))
+
+
+class EmbeddingMLP(Ensemble):
+    """Tokens a, b -> embeddings -> ReLU MLP -> p logits (grokking chapter).
+
+    ``combine='concat'``: one embedding table shared by a and b, the two vectors concatenated
+    (the usual grokking MLP). ``combine='sum'``: separate tables summed, which is exactly a
+    bias-free linear layer on one-hot(a) || one-hot(b) (Prieto et al. 2025's MLP).
+    """
+
+    def __init__(
+        self,
+        p: int,
+        seeds: Sequence[int],
+        embed_dim: int = 64,
+        hidden: Sequence[int] = (256,),
+        combine: str = "concat",
+        bias: bool = True,
+        embed_std: float | None = None,
+        output_scale: float | Sequence[float] = 1.0,
+    ):
+        super().__init__(seeds, output_scale)
+        check_int("p", p, low=2)
+        check_int("embed_dim", embed_dim, low=1)
+        check_choice("combine", combine, ("concat", "sum"))
+        self.p, self.combine, self.bias = p, combine, bias
+        if combine == "concat":
+            self.embed = self._param(p, embed_dim, std=1.0 if embed_std is None else embed_std)
+            width = 2 * embed_dim
+        else:  # as nn.Linear(2p, embed_dim, bias=False) on the one-hot pair
+            bound = 1 / math.sqrt(2 * p)
+            self.embed_a = self._param(p, embed_dim, bound=bound)
+            self.embed_b = self._param(p, embed_dim, bound=bound)
+            width = embed_dim
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for out in [*hidden, p]:
+            check_int("hidden", out, low=1)
+            bound = 1 / math.sqrt(width)  # nn.Linear's default initialisation
+            self.weights.append(self._param(width, out, bound=bound))
+            if bias:
+                self.biases.append(self._param(1, out, bound=bound))
+            width = out
+
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x[..., 0], x[..., 1]  # (S, B) token ids
+        if self.combine == "sum":
+            h = torch.relu(_member_gather(self.embed_a, a) + _member_gather(self.embed_b, b))
+            layers = list(enumerate(self.weights))
+        else:
+            # The first layer is linear in the concatenated embeddings, so fold it into two
+            # (S, p, H) tables and look rows up: the same function, p/B of the multiply cost.
+            d = self.embed.shape[-1]
+            w = self.weights[0]
+            table_a, table_b = torch.bmm(self.embed, w[:, :d]), torch.bmm(self.embed, w[:, d:])
+            h = _member_gather(table_a, a) + _member_gather(table_b, b)
+            h = torch.relu(h + self.biases[0] if self.bias else h)
+            layers = list(enumerate(self.weights))[1:]
+        for i, w in layers:  # h: (S, B, width)
+            h = torch.baddbmm(self.biases[i], h, w) if self.bias else torch.bmm(h, w)
+            if i < len(self.weights) - 1:
+                h = torch.relu(h)
+        return h
+
+    def token_embedding(self) -> torch.Tensor:
+        return self.embed if self.combine == "concat" else self.embed_a
+
+
+def prieto_mlp(p: int, seeds: Sequence[int], width: int = 200, **kw) -> EmbeddingMLP:
+    """Prieto et al. 2025's model: one-hot(a) || one-hot(b) -> [width, width] ReLU MLP, no biases."""
+    return EmbeddingMLP(p, seeds, embed_dim=width, hidden=(width,), combine="sum", bias=False, **kw)
+
+
+class Transformer(Ensemble):
+    """One-layer, attention + ReLU MLP transformer on "a b =" without LayerNorm (Nanda et al. 2023).
+
+    Only the logits at the "=" position are used, so attention is computed for that query alone.
+    """
+
+    def __init__(
+        self,
+        p: int,
+        seeds: Sequence[int],
+        d_model: int = 128,
+        heads: int = 4,
+        d_mlp: int = 512,
+        output_scale: float | Sequence[float] = 1.0,
+    ):
+        super().__init__(seeds, output_scale)
+        check_int("p", p, low=2)
+        check_int("d_model", d_model, low=1)
+        check_int("heads", heads, low=1)
+        check_int("d_mlp", d_mlp, low=1)
+        if d_model % heads:
+            raise ValueError(f"d_model must be divisible by heads={heads}; got {d_model!r}")
+        self.p, self.heads = p, heads
+        d_head = d_model // heads
+        std = 1 / math.sqrt(d_model)
+        self.embed = self._param(p + 1, d_model, std=std)  # token p is "="
+        self.pos = self._param(3, d_model, std=std)
+        self.w_q = self._param(d_model, heads, d_head, std=std)
+        self.w_k = self._param(d_model, heads, d_head, std=std)
+        self.w_v = self._param(d_model, heads, d_head, std=std)
+        self.w_o = self._param(heads, d_head, d_model, std=1 / math.sqrt(d_model))
+        self.w_in = self._param(d_model, d_mlp, std=std)
+        self.b_in = self._param(1, d_mlp, std=0.0)
+        self.w_out = self._param(d_mlp, d_model, std=1 / math.sqrt(d_mlp))
+        self.b_out = self._param(1, d_model, std=0.0)
+        self.unembed = self._param(d_model, p, std=std)
+
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+        equals = torch.full_like(x[..., :1], self.p)
+        tokens = torch.cat([x, equals], dim=-1)  # (S, B, 3)
+        resid = _member_gather(self.embed, tokens) + self.pos[:, None]  # (S, B, 3, d)
+        q = torch.einsum("sbd,sdhe->sbhe", resid[:, :, -1], self.w_q)  # query at "=" only
+        k = torch.einsum("sbtd,sdhe->sbhte", resid, self.w_k)
+        v = torch.einsum("sbtd,sdhe->sbhte", resid, self.w_v)
+        scores = torch.einsum("sbhe,sbhte->sbht", q, k) / math.sqrt(q.shape[-1])
+        z = torch.einsum("sbht,sbhte->sbhe", scores.softmax(-1), v)
+        h = resid[:, :, -1] + torch.einsum("sbhe,shed->sbd", z, self.w_o)  # (S, B, d)
+        h = h + torch.baddbmm(self.b_out, torch.relu(torch.baddbmm(self.b_in, h, self.w_in)), self.w_out)
+        return torch.bmm(h, self.unembed)  # (S, B, p)
+
+    def token_embedding(self) -> torch.Tensor:
+        return self.embed[:, : self.p]
+
+
+class MLP(Ensemble):
+    """A fully connected network on feature vectors: (S, B, in_dim) -> (S, B, out_dim).
+
+    ``readout='mean'`` replaces the last layer by the fixed average of the hidden units
+    (f = alpha * mean_i phi(w_i . x), Kumar et al. 2024's lazy-vs-rich model; out_dim must be 1).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int,
+        seeds: Sequence[int],
+        activation: str = "relu",
+        bias: bool = True,
+        readout: str = "linear",
+        init_scale: float = 1.0,
+        output_scale: float | Sequence[float] = 1.0,
+    ):
+        super().__init__(seeds, output_scale)
+        check_int("in_dim", in_dim, low=1)
+        check_int("out_dim", out_dim, low=1)
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("readout", readout, ("linear", "mean"))
+        if readout == "mean" and out_dim != 1:
+            raise ValueError(f"out_dim must be 1 with readout='mean'; got {out_dim!r}")
+        if readout == "mean" and not hidden:
+            raise ValueError("hidden must hold at least one width with readout='mean'; got ()")
+        self.activation, self.readout, self.bias = ACTIVATIONS[activation], readout, bias
+        widths = [in_dim, *hidden] + ([out_dim] if readout == "linear" else [])
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, out in zip(widths[:-1], widths[1:]):
+            check_int("hidden", out, low=1)
+            std = init_scale / math.sqrt(fan_in)
+            self.weights.append(self._param(fan_in, out, std=std))
+            if bias:
+                self.biases.append(self._param(1, out, std=0.0))
+
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+        h = x  # (S, B, in_dim)
+        last = len(self.weights) - 1
+        for i, w in enumerate(self.weights):
+            h = torch.baddbmm(self.biases[i], h, w) if self.bias else torch.bmm(h, w)
+            if i < last or self.readout == "mean":
+                h = self.activation(h)
+        return h.mean(-1, keepdim=True) if self.readout == "mean" else h

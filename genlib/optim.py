@@ -1,0 +1,75 @@
+"""Optimizers for ensembles: AdamW and SGD with per-member learning rate and weight decay,
+and the perpendicular-gradient transform ⊥Grad (Prieto et al. 2025).
+
+Each parameter has a leading member dimension S; ``lr`` and ``weight_decay`` are (S,) tensors.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(S,) -> (S, 1, ..., 1) to broadcast against a parameter of shape (S, ...)."""
+    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def perpendicular_gradient(param: torch.Tensor, grad: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
+    """⊥Grad: drop the gradient's component along the weights, keep its norm (per member)."""
+    dims = tuple(range(1, param.dim()))
+    along = (param * grad).sum(dims, keepdim=True) / ((param * param).sum(dims, keepdim=True) + eps)
+    perp = grad - along * param
+    norm_ratio = grad.norm(dim=dims, keepdim=True) / (perp.norm(dim=dims, keepdim=True) + eps)
+    return perp * norm_ratio
+
+
+class EnsembleOptimizer:
+    """AdamW (decoupled weight decay) or SGD (with momentum, coupled weight decay) over members."""
+
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        kind: str,
+        lr: torch.Tensor,
+        weight_decay: torch.Tensor,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        perpendicular: bool = False,
+    ):
+        self.params, self.kind = params, kind
+        self.lr, self.weight_decay = lr, weight_decay
+        self.betas, self.eps, self.momentum = betas, eps, momentum
+        self.perpendicular = perpendicular
+        self.step_count = 0
+        self.state = [
+            {"m": torch.zeros_like(p), "v": torch.zeros_like(p)} for p in params
+        ]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        t = self.step_count
+        b1, b2 = self.betas
+        for p, state in zip(self.params, self.state):
+            g = p.grad
+            if g is None:
+                continue
+            if self.perpendicular:
+                g = perpendicular_gradient(p, g)
+            lr = _per_member(self.lr, p)
+            wd = _per_member(self.weight_decay, p)
+            if self.kind == "adamw":
+                p.mul_(1 - lr * wd)
+                state["m"].mul_(b1).add_(g, alpha=1 - b1)
+                state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (state["v"] / (1 - b2**t)).sqrt_().add_(self.eps)
+                p.addcdiv_(state["m"] * (lr / (1 - b1**t)), denom, value=-1)
+            else:  # sgd
+                g = g + wd * p
+                if self.momentum:
+                    g = state["m"].mul_(self.momentum).add_(g)
+                p.sub_(lr * g)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None

@@ -1,0 +1,95 @@
+"""Figures in one style: curves with a seed band (median line, min-max shade), log-scaled steps."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .history import History
+
+LABELS = {
+    "train_acc": "train accuracy",
+    "test_acc": "test accuracy",
+    "train_loss": "train loss",
+    "test_loss": "test loss",
+    "weight_norm": "parameter norm",
+    "collapse": "share of examples with zero loss",
+    "fourier": "Fourier concentration",
+    "corrupted_acc": "fit of corrupted labels",
+    "clean_train_acc": "clean train accuracy",
+}
+
+STYLE = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 110,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "font.size": 10,
+}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style."""
+    plt.rcParams.update(STYLE)
+
+
+def band(ax, steps: np.ndarray, values: np.ndarray, label: str | None = None, color=None, **kw):
+    """Median over members (columns) as a line, min to max as a shaded band."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    (line,) = ax.plot(steps, np.nanmedian(values, axis=1), label=label, color=color, **kw)
+    if values.shape[1] > 1:
+        ax.fill_between(steps, np.nanmin(values, 1), np.nanmax(values, 1), color=line.get_color(), alpha=0.2, lw=0)
+    return line
+
+
+def plot_metric(ax, history: History, metric: str, label: str | None = None, color=None, log_steps: bool = True, **kw):
+    """One metric of a History over training steps, as a seed band."""
+    steps = history.steps
+    keep = steps > 0 if log_steps else slice(None)
+    line = band(ax, steps[keep], history[metric][keep], label=label, color=color, **kw)
+    if log_steps:
+        ax.set_xscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(LABELS.get(metric, metric))
+    return line
+
+
+def train_test_figure(
+    runs: dict[str, History],
+    metrics: Sequence[str] = ("train_acc", "test_acc"),
+    title: str | None = None,
+    ax=None,
+):
+    """Train (dashed) and test (solid) accuracy bands for several labelled runs on one axis."""
+    use_style()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, history) in enumerate(runs.items()):
+        for metric, style in zip(metrics, ["--", "-", ":", "-."]):
+            suffix = LABELS.get(metric, metric).split(" ")[0]
+            plot_metric(ax, history, metric, label=f"{label}: {suffix}", color=colors[i % len(colors)], ls=style)
+    ax.set_ylabel("accuracy" if all(m.endswith("acc") for m in metrics) else ax.get_ylabel())
+    ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def heatmap(ax, values: np.ndarray, row_labels, col_labels, fmt: str = "{:.0f}", cmap="viridis", missing: str = "none"):
+    """An annotated grid of values (NaN shown as ``missing``) with a colour bar."""
+    values = np.asarray(values, dtype=float)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto", origin="lower")
+    ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels])
+    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
+    ax.grid(False)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, missing if np.isnan(v) else fmt.format(v), ha="center", va="center", fontsize=9,
+                color="black" if np.isnan(v) else "white")
+    ax.figure.colorbar(image, ax=ax)
+    return image

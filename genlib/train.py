@@ -1,0 +1,193 @@
+"""One training loop for every chapter: ensembles, full batch or minibatch, AdamW or SGD.
+
+    data -> model -> train(model, data, TrainConfig(...)) -> History
+
+Each member averages the loss over its own examples; the members' losses are summed, so their
+gradients stay independent. Evaluation runs on a schedule (every ``eval_every`` steps plus
+log-spaced early steps, for log-scaled plots) over the train, test and any extra subsets.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._validate import check_choice, check_float, check_int, per_member
+from .data import TaskData
+from .history import History
+from .losses import LOSSES, per_example_loss
+from .metrics import accuracy, parameter_norm, softmax_collapse
+from .models import Ensemble
+from .optim import EnsembleOptimizer
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainConfig:
+    """How to train. ``lr`` and ``weight_decay`` take one value or one per member."""
+
+    steps: int = 1000
+    lr: float | Sequence[float] = 1e-3
+    weight_decay: float | Sequence[float] = 0.0
+    optimizer: str = "adamw"  # "adamw" | "sgd"
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    momentum: float = 0.0
+    loss: str = "cross_entropy"  # "cross_entropy" | "stablemax" | "mse"
+    perpendicular_grad: bool = False  # ⊥Grad (Prieto et al. 2025)
+    dtype: str = "float32"  # "float32" | "float64"
+    batch_size: int | None = None  # None: full batch
+    eval_every: int = 10
+    eval_log_points: int = 30  # extra log-spaced evaluations in the early steps
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
+    progress: bool | None = None  # None: on unless $GENLIB_PROGRESS=0
+    seed: int = 0  # minibatch order
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU, unless a device is named."""
+    check_choice("device", device, ("auto", "cpu", "cuda", "mps"))
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def eval_schedule(steps: int, every: int, log_points: int) -> np.ndarray:
+    """Steps at which to evaluate: 0, every ``every``-th, log-spaced early points and the last."""
+    linear = np.arange(0, steps + 1, every)
+    early = np.unique(np.geomspace(1, steps, log_points).round().astype(int)) if log_points else []
+    return np.unique(np.concatenate([[0, steps], linear, early])).astype(int)
+
+
+def _check(config: TrainConfig, members: int) -> tuple[list[float], list[float]]:
+    check_int("steps", config.steps, low=1)
+    lr = per_member("lr", config.lr, members, low=0.0, low_open=True)
+    wd = per_member("weight_decay", config.weight_decay, members, low=0.0)
+    check_choice("optimizer", config.optimizer, ("adamw", "sgd"))
+    check_choice("loss", config.loss, LOSSES)
+    check_choice("dtype", config.dtype, DTYPES)
+    check_float("momentum", config.momentum, 0.0, 1.0, high_open=True)
+    check_int("eval_every", config.eval_every, low=1)
+    check_int("eval_log_points", config.eval_log_points, low=0)
+    if config.batch_size is not None:
+        check_int("batch_size", config.batch_size, low=1)
+    return lr, wd
+
+
+@torch.no_grad()
+def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tensor]:
+    """Loss (and accuracy for classification) on every evaluation set, one value per member."""
+    out = {}
+    classify = data.num_classes is not None
+    for name, idx in data.eval_sets().items():
+        x, labels = data.batch(idx)
+        outputs = model(x)  # (S, n, C)
+        out[f"{name}_loss"] = per_example_loss(outputs, labels, loss).mean(-1)
+        if classify:
+            out[f"{name}_acc"] = accuracy(outputs, labels)
+            if name == "train":
+                out["collapse"] = softmax_collapse(outputs, labels, loss)
+    out["weight_norm"] = parameter_norm(model)
+    return out
+
+
+def train(
+    model: Ensemble,
+    data: TaskData,
+    config: TrainConfig | None = None,
+    extra_metrics: dict[str, Callable[[Ensemble], torch.Tensor]] | None = None,
+) -> History:
+    """Train every member of ``model`` on its own split of ``data``; return the History."""
+    config = config or TrainConfig()
+    if not isinstance(model, Ensemble):
+        raise ValueError(f"model must be a genlib.models.Ensemble; got {type(model).__name__}")
+    if model.members != data.members:
+        raise ValueError(
+            f"data must have one label row per model member ({model.members}); got {data.members}"
+        )
+    lr, wd = _check(config, model.members)
+    device = pick_device(config.device)
+    if device.type == "mps" and config.dtype == "float64":
+        device = torch.device("cpu")  # MPS has no float64
+    dtype = DTYPES[config.dtype]
+    model = model.to(device=device, dtype=dtype)
+    data = data.to(device, dtype)
+    params = list(model.parameters())
+    optimizer = EnsembleOptimizer(
+        params,
+        config.optimizer,
+        lr=torch.tensor(lr, device=device),
+        weight_decay=torch.tensor(wd, device=device),
+        betas=config.betas,
+        eps=config.eps,
+        momentum=config.momentum,
+        perpendicular=config.perpendicular_grad,
+    )
+    schedule = set(eval_schedule(config.steps, config.eval_every, config.eval_log_points).tolist())
+    batches = _batches(data, config.batch_size, config.seed)
+    records: dict[str, list[np.ndarray]] = {}
+    steps_seen: list[int] = []
+    show = config.progress if config.progress is not None else os.environ.get("GENLIB_PROGRESS", "1") != "0"
+    bar = tqdm(total=config.steps, disable=not show, desc="training", unit="step", leave=False)
+    started = time.perf_counter()
+
+    def record(step: int) -> None:
+        values = evaluate(model, data, config.loss)
+        for name, fn in (extra_metrics or {}).items():
+            values[name] = fn(model)
+        for name, v in values.items():
+            records.setdefault(name, []).append(v.detach().float().cpu().numpy())
+        steps_seen.append(step)
+        if "test_acc" in values:
+            bar.set_postfix(train=f"{values['train_acc'].median():.2f}", test=f"{values['test_acc'].median():.2f}")
+
+    record(0)
+    for step in range(1, config.steps + 1):
+        x, y = next(batches)
+        losses = per_example_loss(model(x), y, config.loss)  # (S, B)
+        optimizer.zero_grad()
+        losses.mean(-1).sum().backward()
+        optimizer.step()
+        if step in schedule:
+            record(step)
+            bar.update(step - bar.n)
+    bar.close()
+
+    members = [
+        {"seed": s, "lr": lr[i], "weight_decay": wd[i], "output_scale": model.output_scales[i]}
+        for i, s in enumerate(model.seeds)
+    ]
+    meta = {
+        "config": {k: v for k, v in asdict(config).items() if k not in ("progress",)},
+        "device": device.type,
+        "seconds": time.perf_counter() - started,
+        "data": data.description,
+        "model": type(model).__name__,
+    }
+    metrics = {k: np.stack(v) for k, v in records.items()}
+    return History(np.array(steps_seen), metrics, members, meta)
+
+
+def _batches(data: TaskData, batch_size: int | None, seed: int):
+    """Endless (x, y) batches of shape (S, B, ...): the whole training set, or shuffled minibatches."""
+    idx = data.train_idx  # (S, n)
+    if batch_size is None or batch_size >= idx.shape[1]:
+        full = data.batch(idx)
+        while True:
+            yield full
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    n = idx.shape[1]
+    while True:  # one epoch: a fresh permutation per member
+        order = torch.argsort(torch.rand(idx.shape, generator=g), dim=1).to(idx.device)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield data.batch(idx.gather(1, order[:, start : start + batch_size]))

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from genlib.models import MLP, EmbeddingMLP, Transformer, prieto_mlp
+
+
+def tokens(p, members, batch):
+    return torch.randint(0, p, (members, batch, 2), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: EmbeddingMLP(11, s, embed_dim=8, hidden=(16,)),
+    lambda s: prieto_mlp(11, s, width=16),
+    lambda s: Transformer(11, s, d_model=16, heads=2, d_mlp=32),
+])
+def test_shapes_and_member_independence(make):
+    """A member's outputs depend only on its own seed, not on the ensemble it sits in."""
+    x = tokens(11, 3, 5)
+    big, alone = make([4, 7, 9]), make([7])
+    out = big(x)
+    assert out.shape == (3, 5, 11)
+    torch.testing.assert_close(out[1:2], alone(x[1:2]))
+
+
+def test_folded_embedding_mlp_equals_concatenation():
+    m = EmbeddingMLP(7, [0, 1], embed_dim=4, hidden=(8,))
+    x = tokens(7, 2, 6)
+    e = torch.stack([m.embed[s][x[s]] for s in range(2)])  # (S, B, 2, d)
+    h = torch.relu(torch.bmm(e.flatten(2), m.weights[0]) + m.biases[0])
+    expected = torch.bmm(h, m.weights[1]) + m.biases[1]
+    torch.testing.assert_close(m(x), expected)
+
+
+def test_prieto_mlp_is_a_linear_layer_on_one_hot_pairs():
+    p = 5
+    m = prieto_mlp(p, [0], width=6)
+    x = tokens(p, 1, 4)
+    one_hot = torch.cat([torch.nn.functional.one_hot(x[0, :, 0], p), torch.nn.functional.one_hot(x[0, :, 1], p)], -1).float()
+    w1 = torch.cat([m.embed_a[0], m.embed_b[0]])  # (2p, width)
+    h = torch.relu(torch.relu(one_hot @ w1) @ m.weights[0][0])
+    torch.testing.assert_close(m(x)[0], h @ m.weights[1][0])
+
+
+def test_output_scale_multiplies_outputs():
+    x = torch.randn(2, 3, 4)
+    a = MLP(4, (8,), 2, [0, 1], output_scale=1.0)
+    b = MLP(4, (8,), 2, [0, 1], output_scale=[1.0, 3.0])
+    torch.testing.assert_close(b(x)[1], 3 * a(x)[1])
+
+
+def test_mean_readout():
+    m = MLP(3, (5,), 1, [0], activation="tanh", bias=False, readout="mean")
+    x = torch.randn(1, 4, 3)
+    torch.testing.assert_close(m(x)[0, :, 0], torch.tanh(x[0] @ m.weights[0][0]).mean(-1))
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: EmbeddingMLP(1, [0]), "p"),
+    (lambda: EmbeddingMLP(5, []), "seeds"),
+    (lambda: EmbeddingMLP(5, [0], combine="max"), "combine"),
+    (lambda: EmbeddingMLP(5, [0], output_scale=0.0), "output_scale"),
+    (lambda: EmbeddingMLP(5, [0, 1], output_scale=[1.0]), "output_scale"),
+    (lambda: Transformer(5, [0], d_model=10, heads=3), "d_model"),
+    (lambda: MLP(3, (4,), 2, [0], readout="mean"), "out_dim"),
+    (lambda: MLP(3, (4,), 1, [0], activation="swish"), "activation"),
+])
+def test_bad_model_arguments(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()

@@ -1,0 +1,24 @@
+import pytest
+
+from genlib.scale import by_scale, current_scale
+
+
+def test_env_chooses_the_scale(monkeypatch):
+    monkeypatch.setenv("GENLIB_SCALE", "full")
+    assert current_scale() == "full" and by_scale(1, 2) == 2
+    monkeypatch.setenv("GENLIB_SCALE", "quick")
+    assert by_scale(1, 2) == 1 and by_scale(1, 2, scale="full") == 2
+
+
+def test_default_follows_cuda(monkeypatch):
+    monkeypatch.delenv("GENLIB_SCALE")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert current_scale() == "full"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert current_scale() == "quick"
+
+
+def test_unknown_scale(monkeypatch):
+    monkeypatch.setenv("GENLIB_SCALE", "huge")
+    with pytest.raises(ValueError, match="GENLIB_SCALE"):
+        current_scale()

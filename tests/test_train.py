@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from genlib.data import modular_arithmetic, quadratic_teacher
+from genlib.models import MLP, EmbeddingMLP
+from genlib.train import TrainConfig, eval_schedule, train
+
+
+def small(seeds=(0, 1)):
+    return modular_arithmetic(11, "+", 0.5, list(seeds)), EmbeddingMLP(11, list(seeds), embed_dim=8, hidden=(32,))
+
+
+def test_same_seed_gives_identical_history():
+    runs = []
+    for _ in range(2):
+        data, model = small()
+        runs.append(train(model, data, TrainConfig(steps=30, lr=1e-2, weight_decay=0.5, eval_every=10, device="cpu")))
+    a, b = runs
+    assert np.array_equal(a.steps, b.steps)
+    for name in a.names:
+        assert np.array_equal(a[name], b[name]), f"{name} differs between two runs with the same seed"
+
+
+def test_history_is_tidy_over_steps_and_members():
+    data, model = small(seeds=(0, 1, 2))
+    h = train(model, data, TrainConfig(steps=20, eval_every=5, eval_log_points=0))
+    assert list(h.steps) == [0, 5, 10, 15, 20]
+    assert h["train_acc"].shape == (5, 3)
+    assert h.as_array().shape == (5, 3, len(h.names))
+    assert {"train_acc", "test_acc", "train_loss", "test_loss", "collapse", "weight_norm"} <= set(h.names)
+    assert [m["seed"] for m in h.members] == [0, 1, 2]
+
+
+def test_full_batch_training_fits_the_training_set():
+    data, model = small()
+    h = train(model, data, TrainConfig(steps=150, lr=1e-2))
+    assert (h.final("train_acc") == 1.0).all(), f"train accuracy {h.final('train_acc')}"
+
+
+def test_minibatch_sgd_reduces_regression_loss():
+    data = quadratic_teacher(dim=4, n_train=64, n_test=32, seeds=[0, 1])
+    model = MLP(4, (32,), 1, [0, 1], activation="tanh", init_scale=2.0)
+    h = train(model, data, TrainConfig(steps=200, lr=0.05, optimizer="sgd", momentum=0.9, loss="mse", batch_size=16))
+    assert "train_acc" not in h.metrics, "regression records no accuracy"
+    assert (h.final("train_loss") < 0.5 * h["train_loss"][0]).all()
+
+
+def test_a_member_trains_the_same_alone_or_in_an_ensemble():
+    data, model = small(seeds=(0, 1, 2))
+    together = train(model, data, TrainConfig(steps=40, lr=1e-2, weight_decay=[0.0, 1.0, 2.0]))
+    data1, model1 = small(seeds=(1,))
+    alone = train(model1, data1, TrainConfig(steps=40, lr=1e-2, weight_decay=1.0))
+    np.testing.assert_allclose(together["train_loss"][:, 1], alone["train_loss"][:, 0], rtol=1e-3, atol=1e-5)
+    assert together.members[1]["weight_decay"] == 1.0
+
+
+def test_float64_training():
+    data, model = small()
+    h = train(model, data, TrainConfig(steps=5, dtype="float64"))
+    assert h.meta["config"]["dtype"] == "float64" and np.isfinite(h["train_loss"]).all()
+
+
+def test_eval_schedule_has_ends_and_early_points():
+    s = eval_schedule(1000, 100, 10)
+    assert s[0] == 0 and s[-1] == 1000 and 1 in s and 300 in s and len(set(s)) == len(s)
+
+
+@pytest.mark.parametrize("config, name", [
+    (TrainConfig(steps=0), "steps"),
+    (TrainConfig(weight_decay=-0.1), "weight_decay"),
+    (TrainConfig(lr=0.0), "lr"),
+    (TrainConfig(lr=[1e-3]), "lr"),
+    (TrainConfig(optimizer="adam8bit"), "optimizer"),
+    (TrainConfig(loss="hinge"), "loss"),
+    (TrainConfig(dtype="float16"), "dtype"),
+    (TrainConfig(batch_size=0), "batch_size"),
+    (TrainConfig(device="tpu"), "device"),
+])
+def test_bad_training_config(config, name):
+    data, model = small()
+    with pytest.raises(ValueError, match=name) as err:
+        train(model, data, config)
+    assert "got" in str(err.value)
+
+
+def test_members_must_match_data():
+    data, _ = small(seeds=(0, 1))
+    with pytest.raises(ValueError, match="member"):
+        train(EmbeddingMLP(11, [0, 1, 2]), data)
