@@ -78,6 +78,21 @@ def _member_gather(table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return nn.functional.embedding(tokens + offset, table.reshape(members * vocab, dim))
 
 
+def _relu_pair_sum(table_a: torch.Tensor, table_b: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """relu(table_a[s, a] + table_b[s, b]) for every member s: (S, p, H) tables -> (S, B, H).
+
+    One summing ``embedding_bag`` over the members' stacked tables writes the large (S, B, H)
+    result once and the ReLU runs in place on it; separate lookups, an addition and a ReLU would
+    each pass over that tensor, and at S = 8 the step is bound by memory traffic, not arithmetic.
+    """
+    members, vocab, width = table_a.shape
+    offset = (torch.arange(members, device=a.device) * 2 * vocab).view(-1, 1)
+    bags = torch.stack([a + offset, b + vocab + offset], dim=-1).reshape(-1, 2)  # (S*B, 2)
+    tables = torch.cat([table_a, table_b], dim=1).reshape(members * 2 * vocab, width)
+    summed = nn.functional.embedding_bag(bags, tables, mode="sum")  # its backward needs no output
+    return torch.relu_(summed).view(members, -1, width)
+
+
 class EmbeddingMLP(Ensemble):
     """Tokens a, b -> embeddings -> ReLU MLP -> p logits (grokking chapter).
 
@@ -123,16 +138,17 @@ class EmbeddingMLP(Ensemble):
     def raw_output(self, x: torch.Tensor) -> torch.Tensor:
         a, b = x[..., 0], x[..., 1]  # (S, B) token ids
         if self.combine == "sum":
-            h = torch.relu(_member_gather(self.embed_a, a) + _member_gather(self.embed_b, b))
+            h = _relu_pair_sum(self.embed_a, self.embed_b, a, b)
             layers = list(enumerate(self.weights))
         else:
             # The first layer is linear in the concatenated embeddings, so fold it into two
             # (S, p, H) tables and look rows up: the same function, p/B of the multiply cost.
             d = self.embed.shape[-1]
             w = self.weights[0]
-            table_a, table_b = torch.bmm(self.embed, w[:, :d]), torch.bmm(self.embed, w[:, d:])
-            h = _member_gather(table_a, a) + _member_gather(table_b, b)
-            h = torch.relu(h + self.biases[0] if self.bias else h)
+            table_a = torch.bmm(self.embed, w[:, :d])
+            if self.bias:
+                table_a = table_a + self.biases[0]
+            h = _relu_pair_sum(table_a, torch.bmm(self.embed, w[:, d:]), a, b)
             layers = list(enumerate(self.weights))[1:]
         for i, w in layers:  # h: (S, B, width)
             h = torch.baddbmm(self.biases[i], h, w) if self.bias else torch.bmm(h, w)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from ._validate import check_choice, check_float, check_int, per_member
@@ -48,6 +49,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
     progress: bool | None = None  # None: on unless $GENLIB_PROGRESS=0
     seed: int = 0  # minibatch order
+    member_block: int | None = None  # members per forward/backward pass; None: see member_block()
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -81,7 +83,44 @@ def _check(config: TrainConfig, members: int) -> tuple[list[float], list[float]]
     check_int("eval_log_points", config.eval_log_points, low=0)
     if config.batch_size is not None:
         check_int("batch_size", config.batch_size, low=1)
+    if config.member_block is not None:
+        check_int("member_block", config.member_block, low=1)
     return lr, wd
+
+
+ACTIVATION_BUDGET = 16 * 2**20  # bytes of one block's widest activation on a CPU
+
+
+def member_block(model: Ensemble, batch: int, device: torch.device, requested: int | None = None) -> int:
+    """How many members to push through one forward/backward pass.
+
+    On a GPU, all of them: one batched computation. On a CPU a step over large ensembles is bound
+    by memory traffic, so members go in blocks whose widest activation (batch x widest layer)
+    stays near the cache (~16 MB); the optimizer step stays batched over all members.
+    """
+    if requested is not None:
+        return min(requested, model.members)
+    if device.type != "cpu":
+        return model.members
+    widest = max(p.shape[-1] for p in model.parameters())
+    per_member = batch * widest * 4
+    return max(1, min(model.members, ACTIVATION_BUDGET // per_member))
+
+
+def ensemble_backward(model: Ensemble, x: torch.Tensor, y: torch.Tensor, loss: str, block: int) -> None:
+    """Accumulate the gradient of every member's mean loss, ``block`` members per pass.
+
+    Members share no parameters, so running them in blocks gives the same gradients as one pass.
+    """
+    if block >= model.members:
+        per_example_loss(model(x), y, loss).mean(-1).sum().backward()
+        return
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    for start in range(0, model.members, block):
+        part = slice(start, start + block)
+        state = {k: v[part] for k, v in params.items()} | {k: v[part] for k, v in buffers.items()}
+        outputs = functional_call(model, state, (x[part],))
+        per_example_loss(outputs, y[part], loss).mean(-1).sum().backward()
 
 
 @torch.no_grad()
@@ -151,12 +190,12 @@ def train(
         if "test_acc" in values:
             bar.set_postfix(train=f"{values['train_acc'].median():.2f}", test=f"{values['test_acc'].median():.2f}")
 
+    block = member_block(model, config.batch_size or data.train_idx.shape[1], device, config.member_block)
     record(0)
     for step in range(1, config.steps + 1):
-        x, y = next(batches)
-        losses = per_example_loss(model(x), y, config.loss)  # (S, B)
+        x, y = next(batches)  # (S, B, ...)
         optimizer.zero_grad()
-        losses.mean(-1).sum().backward()
+        ensemble_backward(model, x, y, config.loss, block)
         optimizer.step()
         if step in schedule:
             record(step)
@@ -170,6 +209,7 @@ def train(
     meta = {
         "config": {k: v for k, v in asdict(config).items() if k not in ("progress",)},
         "device": device.type,
+        "member_block": block,
         "seconds": time.perf_counter() - started,
         "data": data.description,
         "model": type(model).__name__,

@@ -65,10 +65,13 @@ def test_sgd_with_momentum_matches_torch():
     ref = torch.ones(3, requires_grad=True)
     torch_opt = torch.optim.SGD([ref], lr=0.1, momentum=0.9, weight_decay=0.01)
     ours = EnsembleOptimizer([w], "sgd", torch.tensor([0.1]), torch.tensor([0.01]), momentum=0.9)
-    for step in range(4):
-        ours.zero_grad(); torch_opt.zero_grad()
-        (w * torch.arange(3.0)).pow(2).sum().backward(); (ref * torch.arange(3.0)).pow(2).sum().backward()
-        ours.step(); torch_opt.step()
+    for _ in range(4):
+        ours.zero_grad()
+        torch_opt.zero_grad()
+        (w * torch.arange(3.0)).pow(2).sum().backward()
+        (ref * torch.arange(3.0)).pow(2).sum().backward()
+        ours.step()
+        torch_opt.step()
     torch.testing.assert_close(w[0].detach(), ref.detach())
 
 

@@ -17,7 +17,8 @@ def test_collapse_counts_examples_whose_float32_loss_is_exactly_zero():
     out = torch.stack([margins, torch.zeros(3)], -1)[None]  # (1, 3, 2)
     labels = torch.zeros(1, 3, dtype=torch.long)
     assert math.isclose(softmax_collapse(out, labels).item(), 2 / 3, rel_tol=1e-6)
-    assert softmax_collapse(out.double(), labels).item() == 0.0, "float64 holds these losses above zero"
+    # float64 postpones the collapse (margin ~37 instead of ~17): only the margin-120 example is 0.
+    assert math.isclose(softmax_collapse(out.double(), labels).item(), 1 / 3, rel_tol=1e-6)
     assert softmax_collapse(out, labels, "stablemax").item() == 0.0, "StableMax's loss decays polynomially"
 
 

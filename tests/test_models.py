@@ -35,7 +35,7 @@ def test_prieto_mlp_is_a_linear_layer_on_one_hot_pairs():
     p = 5
     m = prieto_mlp(p, [0], width=6)
     x = tokens(p, 1, 4)
-    one_hot = torch.cat([torch.nn.functional.one_hot(x[0, :, 0], p), torch.nn.functional.one_hot(x[0, :, 1], p)], -1).float()
+    one_hot = torch.nn.functional.one_hot(x[0], p).flatten(1).float()  # one-hot(a) || one-hot(b)
     w1 = torch.cat([m.embed_a[0], m.embed_b[0]])  # (2p, width)
     h = torch.relu(torch.relu(one_hot @ w1) @ m.weights[0][0])
     torch.testing.assert_close(m(x)[0], h @ m.weights[1][0])

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from genlib.data import modular_arithmetic, quadratic_teacher
 from genlib.models import MLP, EmbeddingMLP

@@ -1,0 +1,126 @@
+"""Model-steps per second on the grokking workload: a Python loop over models vs one genlib ensemble.
+
+Workload: a + b mod 97, 40% of the table for training, full batch, embedding 128, hidden 512,
+AdamW. Variants:
+  loop      one torch.nn.Module and one torch.optim.AdamW per seed, stepped in a Python loop,
+            as the papers' repositories do;
+  ensemble  one genlib EmbeddingMLP of S members and genlib's batched AdamW, stepped exactly as
+            genlib.train does (on a CPU, forward/backward in cache-sized blocks of members);
+  loop-S1   genlib's model with S = 1, in a loop: separates the gain of batching members from
+            the gain of genlib's folded first layer.
+The last line is ``speedup <ensemble / loop>``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from genlib.data import modular_arithmetic
+from genlib.models import EmbeddingMLP
+from genlib.optim import EnsembleOptimizer
+from genlib.train import ensemble_backward, member_block, pick_device
+
+P, EMBED, HIDDEN, FRACTION, LR, WD = 97, 128, 512, 0.4, 1e-3, 1.0
+
+
+class PlainModel(nn.Module):
+    """The usual single-seed grokking MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(P, EMBED)
+        self.hidden = nn.Linear(2 * EMBED, HIDDEN)
+        self.out = nn.Linear(HIDDEN, P)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(self.embed(x).flatten(1))))
+
+
+def timed(step, steps: int, device: torch.device, warmup: int = 5) -> float:
+    """Seconds for ``steps`` calls of ``step`` after a warm-up."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def bench_loop(members: int, steps: int, device: torch.device) -> float:
+    data = modular_arithmetic(P, "+", FRACTION, list(range(members))).to(device)
+    models, optimizers, batches = [], [], []
+    for s in range(members):
+        torch.manual_seed(s)
+        model = PlainModel().to(device)
+        models.append(model)
+        optimizers.append(torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD, betas=(0.9, 0.98)))
+        idx = data.train_idx[s]
+        batches.append((data.x[idx], data.y[s, idx]))
+
+    def step():
+        for model, opt, (x, y) in zip(models, optimizers, batches):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return members * steps / timed(step, steps, device)
+
+
+def bench_ensemble(members: int, steps: int, device: torch.device, block: int | None = None) -> tuple[float, int]:
+    data = modular_arithmetic(P, "+", FRACTION, list(range(members))).to(device)
+    model = EmbeddingMLP(P, list(range(members)), embed_dim=EMBED, hidden=(HIDDEN,)).to(device)
+    opt = EnsembleOptimizer(list(model.parameters()), "adamw", torch.full((members,), LR, device=device),
+                            torch.full((members,), WD, device=device))
+    x, y = data.batch(data.train_idx)
+    block = member_block(model, x.shape[1], device, block)
+
+    def step():  # the same step as genlib.train.train
+        opt.zero_grad()
+        ensemble_backward(model, x, y, "cross_entropy", block)
+        opt.step()
+
+    return members * steps / timed(step, steps, device), block
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--members", type=int, default=8, help="ensemble size S (default 8)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--block", type=int, default=None,
+                        help="members per forward/backward pass (default: genlib's choice for the device)")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA")
+    args = parser.parse_args()
+    if args.members < 1:
+        parser.error(f"--members must be >= 1; got {args.members}")
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1; got {args.steps}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    device = pick_device(args.device)
+    print(f"device {device.type}, S = {args.members}, {args.steps} steps, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads")
+    loop = bench_loop(args.members, args.steps, device)
+    single, _ = bench_ensemble(1, args.steps, device)  # a loop of these runs at the same rate
+    ensemble, block = bench_ensemble(args.members, args.steps, device, args.block)
+    one_pass = bench_ensemble(args.members, args.steps, device, args.members)[0] if block < args.members else ensemble
+    print(f"loop of nn.Modules      {loop:10.1f} model-steps/s")
+    print(f"genlib, one member      {single:10.1f} model-steps/s  (folded first layer, no batching)")
+    print(f"genlib, all S in one pass {one_pass:8.1f} model-steps/s")
+    print(f"genlib ensemble (S={args.members}, {block} per pass) {ensemble:8.1f} model-steps/s")
+    print(f"speedup {ensemble / loop:.2f}")
+
+
+if __name__ == "__main__":
+    main()
