@@ -224,6 +224,8 @@ class MLP(Ensemble):
 
     ``readout='mean'`` replaces the last layer by the fixed average of the hidden units
     (f = alpha * mean_i phi(w_i . x), Kumar et al. 2024's lazy-vs-rich model; out_dim must be 1).
+    ``centered=True`` subtracts the network at initialisation, f = alpha * (g(w) - g(w0)), so that
+    every member starts from the zero function whatever alpha (Chizat et al. 2019's lazy setting).
     """
 
     def __init__(
@@ -237,6 +239,7 @@ class MLP(Ensemble):
         readout: str = "linear",
         init_scale: float = 1.0,
         output_scale: float | Sequence[float] = 1.0,
+        centered: bool = False,
     ):
         super().__init__(seeds, output_scale)
         check_int("in_dim", in_dim, low=1)
@@ -257,12 +260,28 @@ class MLP(Ensemble):
             self.weights.append(self._param(fan_in, out, std=std))
             if bias:
                 self.biases.append(self._param(1, out, std=0.0))
+        self.centered = centered
+        if centered:  # frozen copies (buffers: they follow .to() and member blocks)
+            for i, w in enumerate(self.weights):
+                self.register_buffer(f"initial_weight_{i}", w.detach().clone())
+            for i, b in enumerate(self.biases):
+                self.register_buffer(f"initial_bias_{i}", b.detach().clone())
 
-    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+    def _network(self, x: torch.Tensor, weights, biases) -> torch.Tensor:
         h = x  # (S, B, in_dim)
-        last = len(self.weights) - 1
-        for i, w in enumerate(self.weights):
-            h = torch.baddbmm(self.biases[i], h, w) if self.bias else torch.bmm(h, w)
+        last = len(weights) - 1
+        for i, w in enumerate(weights):
+            h = torch.baddbmm(biases[i], h, w) if self.bias else torch.bmm(h, w)
             if i < last or self.readout == "mean":
                 h = self.activation(h)
         return h.mean(-1, keepdim=True) if self.readout == "mean" else h
+
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._network(x, self.weights, self.biases)
+        if self.centered:
+            n = len(self.weights)
+            with torch.no_grad():
+                start = self._network(x, [getattr(self, f"initial_weight_{i}") for i in range(n)],
+                                      [getattr(self, f"initial_bias_{i}") for i in range(len(self.biases))])
+            out = out - start
+        return out

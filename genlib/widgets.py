@@ -30,9 +30,12 @@ def explorer(
         start = value.get(name, options[0])
         if start not in options:
             raise ValueError(f"value[{name!r}] must be one of {options}; got {start!r}")
-        kind = widgets.Dropdown if isinstance(options[0], str) else widgets.SelectionSlider
-        boxes[name] = kind(options=options, value=start, description=labels.get(name, name),
-                           style={"description_width": "initial"}, continuous_update=False)
+        common = dict(options=options, value=start, description=labels.get(name, name),
+                      style={"description_width": "initial"})
+        if isinstance(options[0], str):
+            boxes[name] = widgets.Dropdown(**common)
+        else:  # redraw when the slider is released, not at every value it passes
+            boxes[name] = widgets.SelectionSlider(**common, continuous_update=False)
     out = widgets.Output()
 
     def redraw(*_):

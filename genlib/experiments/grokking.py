@@ -120,7 +120,7 @@ def _train_lazy_rich(config: dict) -> History:
     seeds = [seed for _ in s.alphas for seed in s.seeds]
     data = quadratic_teacher(s.dim, s.n_train, s.n_test, seeds)
     model = MLP(s.dim, (s.width,), 1, seeds, activation="quadratic", bias=False, readout="mean",
-                init_scale=s.dim**0.5, output_scale=alphas)
+                init_scale=s.dim**0.5, output_scale=alphas, centered=True)
     config = TrainConfig(steps=s.steps, lr=[s.eta * s.width / a**2 for a in alphas], optimizer="sgd",
                          loss="mse", eval_every=s.eval_every)
     initial = [p.detach().clone() for p in model.parameters()]
