@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from genlib.data import modular_arithmetic, quadratic_teacher
 from genlib.models import MLP, EmbeddingMLP
@@ -87,3 +88,23 @@ def test_members_must_match_data():
     data, _ = small(seeds=(0, 1))
     with pytest.raises(ValueError, match="member"):
         train(EmbeddingMLP(11, [0, 1, 2]), data)
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: EmbeddingMLP(11, s, embed_dim=8, hidden=(16,), output_scale=[1.0, 2.0, 0.5]),
+    lambda s: MLP(3, (8,), 2, s, centered=True, output_scale=[1.0, 2.0, 0.5]),
+])
+def test_member_blocks_give_the_same_gradients_as_one_pass(make):
+    from genlib.train import ensemble_backward
+
+    seeds = [0, 1, 2]
+    x = torch.randint(0, 11, (3, 5, 2)) if isinstance(make(seeds), EmbeddingMLP) else torch.randn(3, 5, 3)
+    y = torch.randint(0, 2, (3, 5))
+    grads = []
+    for block in (3, 1, 2):
+        model = make(seeds)
+        ensemble_backward(model, x, y, "cross_entropy", block)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for other in grads[1:]:
+        for g_one_pass, g_blocked in zip(grads[0], other):
+            torch.testing.assert_close(g_blocked, g_one_pass)

@@ -1,7 +1,8 @@
-"""Experiments of the grokking chapter (book/grokking.ipynb).
+"""Experiments of the grokking chapter (book/grokking.ipynb), each with its quick and full size.
 
 One :class:`GrokSetup` describes a run; its members are every (weight decay, seed) pair, trained
-as one ensemble. :func:`setup` gives the setup for the current scale with overrides.
+as one ensemble. :func:`setup`, :func:`phase_setups`, :func:`collapse_variants` and
+:func:`lazy_rich_setup` give the chapter's runs at the current scale (``GENLIB_SCALE``).
 """
 from __future__ import annotations
 
@@ -45,6 +46,47 @@ FULL = GrokSetup(p=97, embed_dim=128, hidden=512, steps=4000, lr=1e-2, seeds=tup
 def setup(**overrides) -> GrokSetup:
     """The setup for the current scale (``GENLIB_SCALE``), with fields overridden."""
     return replace(by_scale(QUICK, FULL), **overrides)
+
+
+@dataclass(frozen=True)
+class PhaseGrid:
+    """Section 2: training fraction x weight decay, each fraction one ensemble."""
+
+    fractions: tuple[float, ...]
+    weight_decays: tuple[float, ...]
+    seeds: tuple[int, ...]
+    steps: int
+
+
+PHASE_QUICK = PhaseGrid((0.3, 0.5, 0.7), (0.0, 0.3, 1.0, 3.0), seeds=(0, 1), steps=600)
+PHASE_FULL = PhaseGrid((0.2, 0.3, 0.4, 0.5, 0.6, 0.7), (0.0, 0.1, 0.3, 1.0, 3.0), tuple(range(5)), 3000)
+
+
+def phase_grid() -> PhaseGrid:
+    """The phase-diagram grid for the current scale."""
+    return by_scale(PHASE_QUICK, PHASE_FULL)
+
+
+def phase_setups(grid: PhaseGrid, **overrides) -> list[GrokSetup]:
+    """One setup per training fraction of the grid (all its weight decays and seeds as members)."""
+    common = dict(weight_decays=grid.weight_decays, seeds=grid.seeds, steps=grid.steps) | overrides
+    return [setup(train_fraction=f, **common) for f in grid.fractions]
+
+
+# Section 3: no weight decay; Adam's epsilon tiny, as in Prieto et al., so it hides no gradient.
+COLLAPSE_QUICK = dict(train_fraction=0.5, steps=1000)
+COLLAPSE_FULL = dict(train_fraction=0.4, steps=30000, eval_every=200)
+
+
+def collapse_variants() -> dict[str, GrokSetup]:
+    """Softmax in float32 and float64, StableMax (the paper's lr and beta2) and ⊥Grad."""
+    base = setup(weight_decays=(0.0,), adam_eps=1e-25, **by_scale(COLLAPSE_QUICK, COLLAPSE_FULL))
+    return {
+        "softmax, float32": base,
+        "softmax, float64": replace(base, dtype="float64"),
+        "StableMax": replace(base, loss="stablemax", lr=1e-2, adam_beta2=0.999),
+        "⊥Grad": replace(base, perpendicular_grad=True),
+    }
 
 
 def build(s: GrokSetup):

@@ -1,0 +1,37 @@
+"""The grokking chapter's claims, checked at a size that runs in seconds (p = 31)."""
+import numpy as np
+
+from genlib.experiments import grokking as G
+
+TINY = dict(p=31, embed_dim=32, hidden=64, train_fraction=0.5, seeds=(0, 1))
+
+
+def test_grokking_needs_weight_decay():
+    run = G.run(G.setup(**TINY, steps=1000, weight_decays=(0.0, 2.0)))
+    with_wd, without = run.select(weight_decay=2.0), run.select(weight_decay=0.0)
+    fit, grok = with_wd.first_step("train_acc", 0.99), with_wd.first_step("test_acc", 0.9)
+    assert np.all(fit <= 100), f"train accuracy should pass 99% early; got steps {fit}"
+    assert np.all(grok >= 5 * fit), f"test accuracy should pass 90% >= 5x later; fit {fit}, test {grok}"
+    assert np.all(without.final("test_acc") <= 0.05), f"no weight decay: test {without.final('test_acc')}"
+
+
+def test_perpendicular_gradient_generalizes_without_weight_decay():
+    run = G.run(G.setup(**TINY, steps=800, weight_decays=(0.0,), perpendicular_grad=True, adam_eps=1e-25))
+    assert np.all(run.final("test_acc") >= 0.95), f"⊥Grad test accuracy {run.final('test_acc')}"
+
+
+def test_float32_softmax_collapses_and_float64_postpones_it():
+    fp32, fp64 = G.run_many([G.setup(**TINY, steps=1500, weight_decays=(0.0,), adam_eps=1e-25, dtype=d)
+                             for d in ("float32", "float64")])
+    assert np.all(fp32["collapse"].max(0) >= 0.5), f"float32 collapse share {fp32['collapse'].max(0)}"
+    assert np.all(fp32.final("test_acc") <= 0.05), "float32 without weight decay should not generalize"
+    assert fp64["collapse"].max() <= 0.1 * fp32["collapse"].max(), "float64 should postpone the collapse"
+
+
+def test_larger_output_scale_is_lazier_and_generalizes_worse():
+    s = G.lazy_rich_setup(dim=10, n_train=40, n_test=200, width=32, steps=400, alphas=(0.3, 3.0, 30.0))
+    run = G.run_lazy_rich(s)
+    moved = [np.median(run.select(output_scale=a).final("weight_change")) for a in s.alphas]
+    test = [np.median(run.select(output_scale=a).final("test_loss")) for a in s.alphas]
+    assert np.all(np.diff(moved) < 0), f"relative weight change should fall with alpha: {moved}"
+    assert np.all(np.diff(test) > 0), f"final test loss should grow with alpha: {test}"
