@@ -1,16 +1,34 @@
-"""Explorers: controls over a figure that a function draws for the chosen values.
+"""Explorers: controls over figures that work in the built HTML book, with no Python running.
 
-In Jupyter and Colab, moving a control calls the draw function again (which trains, or reads
-the cache); in the built HTML the figure drawn for the default values is stored with the page.
+Every combination of control values is drawn once (from cached runs) and stored as a PNG; the
+figures sit in nested ``Stack`` widgets, one level per control, and each control's index is
+linked to its level with ``jslink``. The links run in the browser, so moving a slider changes the
+figure in Jupyter, in Colab and in the static HTML alike (the widget state is saved with the page).
 """
 from __future__ import annotations
 
+import io
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
+
+
+def figure_png(figure, dpi: int = 100) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _control(name: str, options: list, start: Any, label: str) -> widgets.Widget:
+    common = dict(options=options, value=start, description=label, style={"description_width": "initial"})
+    if isinstance(options[0], str):
+        return widgets.Dropdown(**common)
+    return widgets.SelectionSlider(**common, continuous_update=True)
 
 
 def explorer(
@@ -19,33 +37,30 @@ def explorer(
     value: dict[str, Any] | None = None,
     labels: dict[str, str] | None = None,
 ) -> widgets.VBox:
-    """One selection control per entry of ``controls``; ``draw(**values)`` returns a figure."""
-    value = value or {}
-    labels = labels or {}
-    boxes = {}
-    for name, options in controls.items():
-        options = list(options)
-        if not options:
+    """One control per entry of ``controls``; ``draw(**values)`` returns the figure for a choice.
+
+    All combinations are drawn up front, so keep the grid small (tens of figures).
+    """
+    value, labels = value or {}, labels or {}
+    names = list(controls)
+    options = {}
+    for name in names:
+        options[name] = list(controls[name])
+        if not options[name]:
             raise ValueError(f"controls[{name!r}] must list at least one value; got []")
-        start = value.get(name, options[0])
-        if start not in options:
-            raise ValueError(f"value[{name!r}] must be one of {options}; got {start!r}")
-        common = dict(options=options, value=start, description=labels.get(name, name),
-                      style={"description_width": "initial"})
-        if isinstance(options[0], str):
-            boxes[name] = widgets.Dropdown(**common)
-        else:  # redraw when the slider is released, not at every value it passes
-            boxes[name] = widgets.SelectionSlider(**common, continuous_update=False)
-    out = widgets.Output()
+        start = value.get(name, options[name][0])
+        if start not in options[name]:
+            raise ValueError(f"value[{name!r}] must be one of {options[name]}; got {start!r}")
+    boxes = {n: _control(n, options[n], value.get(n, options[n][0]), labels.get(n, n)) for n in names}
+    pngs = {combo: figure_png(draw(**dict(zip(names, combo)))) for combo in itertools.product(*options.values())}
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            figure = draw(**{name: box.value for name, box in boxes.items()})
-            display(figure)
-            plt.close(figure)  # shown once, inside the widget
+    def level(depth: int, chosen: tuple) -> widgets.Widget:
+        if depth == len(names):
+            return widgets.Image(value=pngs[chosen], format="png", layout=widgets.Layout(max_width="100%"))
+        name = names[depth]
+        stack = widgets.Stack([level(depth + 1, chosen + (v,)) for v in options[name]],
+                              selected_index=boxes[name].index)
+        widgets.jslink((boxes[name], "index"), (stack, "selected_index"))
+        return stack
 
-    for box in boxes.values():
-        box.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox(list(boxes.values())), out])
+    return widgets.VBox([widgets.HBox(list(boxes.values())), level(0, ())])

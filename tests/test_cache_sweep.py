@@ -102,3 +102,22 @@ def test_bad_sweep_inputs():
         grid(wd=[])
     with pytest.raises(ValueError, match="config"):
         cache_key("x", {"f": object()})
+
+
+def test_fingerprint_ignores_view_only_modules(tmp_path, monkeypatch):
+    import genlib.cache as cache
+
+    fake = tmp_path / "genlib"
+    fake.mkdir()
+    (fake / "train.py").write_text("a = 1")
+    (fake / "plots.py").write_text("b = 1")
+    monkeypatch.setattr(cache, "__file__", str(fake / "cache.py"))
+    cache.source_fingerprint.cache_clear()
+    before = cache.source_fingerprint()
+    (fake / "plots.py").write_text("b = 2")
+    cache.source_fingerprint.cache_clear()
+    assert cache.source_fingerprint() == before, "a plotting change should not invalidate results"
+    (fake / "train.py").write_text("a = 2")
+    cache.source_fingerprint.cache_clear()
+    assert cache.source_fingerprint() != before, "a training change should"
+    cache.source_fingerprint.cache_clear()

@@ -1,26 +1,37 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import ipywidgets as widgets  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from genlib.widgets import explorer  # noqa: E402
 
 
-def test_explorer_draws_the_default_then_redraws_on_change():
+def draw(wd, loss):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, wd])
+    ax.set_title(loss)
+    return fig
+
+
+def test_explorer_draws_every_combination_and_links_controls_to_stacks():
     calls = []
 
-    def draw(wd, loss):
-        calls.append((wd, loss))
-        fig, ax = plt.subplots()
-        ax.plot([0, 1], [0, wd])
-        return fig
+    def counting(**kw):
+        calls.append(kw)
+        return draw(**kw)
 
-    box = explorer({"wd": (0.0, 1.0), "loss": ("cross_entropy", "stablemax")}, draw, value={"wd": 1.0})
-    assert calls == [(1.0, "cross_entropy")]
+    box = explorer({"wd": (0.0, 1.0, 2.0), "loss": ("ce", "stablemax")}, counting, value={"wd": 1.0})
+    assert len(calls) == 6, "one figure per combination"
     slider, dropdown = box.children[0].children
-    dropdown.value = "stablemax"
-    assert calls[-1] == (1.0, "stablemax")
+    outer = box.children[1]
+    assert isinstance(outer, widgets.Stack) and outer.selected_index == 1 == slider.index
+    inner = outer.children[0]
+    assert isinstance(inner, widgets.Stack) and len(inner.children) == 2
+    assert isinstance(inner.children[0], widgets.Image) and inner.children[0].value[:4] == b"\x89PNG"
+    images = {id(s.children[j]) for s in outer.children for j in range(2)}
+    assert len(images) == 6
 
 
 @pytest.mark.parametrize("controls, value, name", [

@@ -1,0 +1,42 @@
+import torch
+
+from genlib.exercises import check_perpendicular_gradient, check_stablemax
+
+
+def right_stablemax(x):
+    s = torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))
+    return s / s.sum(-1, keepdim=True)
+
+
+def test_stablemax_check_passes_a_correct_answer(capsys):
+    assert check_stablemax(right_stablemax)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_stablemax_check_explains_a_wrong_answer(capsys):
+    def wrong(x):  # forgets the 1 - x for negative logits
+        s = torch.where(x >= 0, x + 1, 1 / (-x.clamp(max=0) + 2))
+        return s / s.sum(-1, keepdim=True)
+
+    assert not check_stablemax(wrong)
+    out = capsys.readouterr().out
+    assert "✗" in out and "largest difference" in out and "expected" in out
+
+
+def test_stablemax_check_rejects_softmax_and_a_wrong_shape(capsys):
+    assert not check_stablemax(lambda x: torch.softmax(x, -1))
+    assert not check_stablemax(lambda x: right_stablemax(x)[:, :5])
+    assert "shape" in capsys.readouterr().out
+
+
+def test_perpendicular_gradient_check(capsys):
+    def right(w, g):
+        perp = g - (w * g).sum() / (w * w).sum() * w
+        return perp * g.norm() / perp.norm()
+
+    def no_rescale(w, g):
+        return g - (w * g).sum() / (w * w).sum() * w
+
+    assert check_perpendicular_gradient(right)
+    assert not check_perpendicular_gradient(no_rescale)
+    assert not check_perpendicular_gradient(lambda w, g: g)

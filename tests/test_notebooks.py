@@ -1,0 +1,36 @@
+"""Every notebook: stored without outputs, opening with the same bootstrap cell."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from genlib.bootstrap import CELL, REPOSITORY
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def code_cells(path):
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "book/ should hold the chapters' notebooks"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_the_bootstrap_cell(notebook):
+    first = "".join(code_cells(notebook)[0]["source"])
+    assert first == CELL, f"{notebook.name}: the first code cell must be genlib.bootstrap.CELL"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(notebook):
+    assert not any(c.get("outputs") for c in code_cells(notebook)), f"{notebook.name} holds outputs"
+
+
+def test_bootstrap_installs_from_the_configured_repository():
+    config = (ROOT / "_config.yml").read_text()
+    url = re.search(r"^\s*url:\s*(\S+)", config, re.M).group(1)
+    assert url == REPOSITORY, f"_config.yml names {url}, genlib.bootstrap {REPOSITORY}"
