@@ -14,6 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+from IPython.display import display
 
 
 def figure_png(figure, dpi: int = 100) -> bytes:
@@ -64,3 +65,44 @@ def explorer(
         return stack
 
     return widgets.VBox([widgets.HBox(list(boxes.values())), level(0, ())])
+
+
+def trainer(
+    fields: dict[str, Any],
+    train_and_draw: Callable[..., Any],
+    labels: dict[str, str] | None = None,
+) -> widgets.VBox:
+    """Train any configuration from a live kernel: one input per field, a Train button, the figure.
+
+    A number gives a number box, a tuple of strings a drop-down. Progress bars and errors (a
+    ``ValueError`` naming the bad input) appear under the button. Needs a running kernel, so the
+    chapters hide this widget's output in the HTML book.
+    """
+    labels = labels or {}
+    if not fields:
+        raise ValueError("fields must name at least one input; got {}")
+    inputs = {}
+    for name, spec in fields.items():
+        common = dict(description=labels.get(name, name), style={"description_width": "initial"})
+        if isinstance(spec, tuple) and spec and all(isinstance(v, str) for v in spec):
+            inputs[name] = widgets.Dropdown(options=spec, value=spec[0], **common)
+        elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            inputs[name] = widgets.FloatText(value=float(spec), **common)
+        else:
+            raise ValueError(f"fields[{name!r}] must be a number or a tuple of strings; got {spec!r}")
+    button = widgets.Button(description="Train", button_style="primary", icon="play")
+    out = widgets.Output()
+
+    def run(_=None):
+        with out:
+            out.clear_output(wait=True)
+            try:
+                figure = train_and_draw(**{name: box.value for name, box in inputs.items()})
+            except ValueError as error:
+                print(f"Cannot train this configuration: {error}")
+                return
+            display(figure)
+            plt.close(figure)
+
+    button.on_click(run)
+    return widgets.VBox([widgets.HBox([*inputs.values(), button]), out])

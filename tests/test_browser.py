@@ -36,7 +36,8 @@ def browser():
                  "--window-size=1280,1600", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     session = webdriver.Chrome(service=Service(driver), options=options)
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
     yield session
     session.quit()
     shutil.rmtree(profile, ignore_errors=True)

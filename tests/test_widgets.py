@@ -41,3 +41,32 @@ def test_explorer_draws_every_combination_and_links_controls_to_stacks():
 def test_explorer_bad_arguments(controls, value, name):
     with pytest.raises(ValueError, match=name):
         explorer(controls, lambda **kw: plt.figure(), value=value)
+
+
+def test_trainer_trains_on_click_and_reports_bad_input(capsys):
+    from genlib.widgets import trainer
+
+    calls = []
+
+    def train_and_draw(weight_decay, loss):
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
+        calls.append((weight_decay, loss))
+        return draw(weight_decay, loss)
+
+    box = trainer({"weight_decay": 0.7, "loss": ("cross_entropy", "stablemax")}, train_and_draw)
+    wd, loss, button = box.children[0].children
+    loss.value = "stablemax"
+    button.click()
+    assert calls == [(0.7, "stablemax")]
+    wd.value = -1.0
+    button.click()
+    assert calls == [(0.7, "stablemax")], "a bad value trains nothing"
+    assert "Cannot train this configuration: weight_decay must be >= 0" in capsys.readouterr().out
+
+
+def test_trainer_bad_fields():
+    from genlib.widgets import trainer
+
+    with pytest.raises(ValueError, match="fields"):
+        trainer({"wd": [1, 2]}, lambda **kw: None)
