@@ -25,7 +25,7 @@ def figure_png(figure, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def _control(name: str, options: list, start: Any, label: str) -> widgets.Widget:
+def _control(options: list, start: Any, label: str) -> widgets.Widget:
     common = dict(options=options, value=start, description=label, style={"description_width": "initial"})
     if isinstance(options[0], str):
         return widgets.Dropdown(**common)
@@ -52,7 +52,7 @@ def explorer(
         start = value.get(name, options[name][0])
         if start not in options[name]:
             raise ValueError(f"value[{name!r}] must be one of {options[name]}; got {start!r}")
-    boxes = {n: _control(n, options[n], value.get(n, options[n][0]), labels.get(n, n)) for n in names}
+    boxes = {n: _control(options[n], value.get(n, options[n][0]), labels.get(n, n)) for n in names}
     pngs = {combo: figure_png(draw(**dict(zip(names, combo)))) for combo in itertools.product(*options.values())}
 
     def level(depth: int, chosen: tuple) -> widgets.Widget:
