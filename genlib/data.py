@@ -107,32 +107,85 @@ def modular_arithmetic(
             f"train_fraction must leave at least one train and one test example for p={p}; "
             f"got {train_fraction!r}"
         )
+    return _split_and_corrupt(
+        x, c, p, seeds, n_train, corrupt_fraction, description=f"a {op} b mod {p}, train fraction {train_fraction}"
+    )
+
+
+def _split_and_corrupt(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    seeds: list[int],
+    n_train: int,
+    corrupt_fraction: float,
+    n_val: int = 0,
+    description: str = "",
+) -> TaskData:
+    """One random split per seed (train, then ``n_val`` validation examples, the rest test); a
+    ``corrupt_fraction`` of each member's training labels moved to a different random class."""
+    n = len(labels)
     n_corrupt = round(corrupt_fraction * n_train)
-    ys, trains, tests, corrupted = [], [], [], []
+    ys, parts = [], {"train": [], "val": [], "test": [], "corrupted": [], "clean_train": []}
     for seed in seeds:
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(n, generator=g)
-        train, test = perm[:n_train], perm[n_train:]
-        y = c.clone()
-        bad = train[:n_corrupt]  # train is already a random order
-        shift = torch.randint(1, p, (n_corrupt,), generator=g)  # never the true class
-        y[bad] = (y[bad] + shift) % p
+        train = perm[:n_train]
+        # Corrupted examples spread over the training order, so any prefix of train (a smaller
+        # training set) keeps about the same corrupted share.
+        is_bad = torch.zeros(n_train, dtype=torch.bool)
+        is_bad[torch.randperm(n_train, generator=g)[:n_corrupt]] = True
+        bad = train[is_bad]
+        y = labels.clone()
+        shift = torch.randint(1, num_classes, (n_corrupt,), generator=g)  # never the true class
+        y[bad] = (y[bad] + shift) % num_classes
         ys.append(y)
-        trains.append(train)
-        tests.append(test)
-        corrupted.append(bad)
+        held_out = (perm[n_train : n_train + n_val], perm[n_train + n_val :])
+        for name, part in zip(parts, (train, *held_out, bad, train[~is_bad])):
+            parts[name].append(part)
     data = TaskData(
         x=x,
         y=torch.stack(ys),
-        train_idx=torch.stack(trains),
-        test_idx=torch.stack(tests),
-        num_classes=p,
-        description=f"a {op} b mod {p}, train fraction {train_fraction}",
+        train_idx=torch.stack(parts["train"]),
+        test_idx=torch.stack(parts["test"]),
+        num_classes=num_classes,
+        description=description,
     )
+    if n_val:
+        data.subsets["val"] = torch.stack(parts["val"])
     if n_corrupt:
-        data.subsets["corrupted"] = torch.stack(corrupted)
-        data.subsets["clean_train"] = torch.stack([t[n_corrupt:] for t in trains])
+        data.subsets["corrupted"] = torch.stack(parts["corrupted"])
+        data.subsets["clean_train"] = torch.stack(parts["clean_train"])
     return data
+
+
+def digits(
+    n_train: int = 300,
+    seeds: list[int] | tuple[int, ...] = (0,),
+    corrupt_fraction: float = 0.0,
+    n_val: int = 0,
+) -> TaskData:
+    """scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes; no download).
+
+    Pixels are scaled to [0, 1], centred on the mean image and each image rescaled to norm sqrt(64),
+    so coordinates are of order one. Per seed: ``n_train`` training images (a ``corrupt_fraction``
+    of them relabelled to a different random class), ``n_val`` validation images in
+    ``subsets['val']``, and the rest as the test set.
+    """
+    from sklearn.datasets import load_digits  # bundled with scikit-learn; imported only when used
+
+    check_int("n_train", n_train, low=1, high=1796)
+    check_int("n_val", n_val, low=0, high=1796 - n_train)
+    check_float("corrupt_fraction", corrupt_fraction, 0.0, 1.0)
+    seeds = _check_seeds(seeds)
+    pixels, labels = load_digits(return_X_y=True)
+    x = torch.tensor(pixels, dtype=torch.float32) / 16
+    x = x - x.mean(0)
+    x = x / x.norm(dim=1, keepdim=True) * x.shape[1] ** 0.5
+    return _split_and_corrupt(
+        x, torch.tensor(labels), 10, seeds, n_train, corrupt_fraction, n_val,
+        description=f"digits, {n_train} training images, {corrupt_fraction:.0%} relabelled",
+    )
 
 
 def quadratic_teacher(

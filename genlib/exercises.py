@@ -9,6 +9,7 @@ import torch
 
 from .losses import stablemax
 from .optim import perpendicular_gradient
+from .regression import SpectralSolver
 
 
 def _report(name: str, expected: torch.Tensor, got, example: torch.Tensor, atol: float) -> bool:
@@ -49,3 +50,26 @@ def check_perpendicular_gradient(
     expected = torch.stack([perpendicular_gradient(w[i : i + 1], grad[i : i + 1])[0] for i in range(len(w))])
     got = torch.stack([candidate(w[i].clone(), grad[i].clone()) for i in range(len(w))])
     return _report("⊥Grad", expected, got, torch.cat([w, grad], 1), atol=1e-9)
+
+
+def check_ridge(candidate: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], seed: int = 0) -> bool:
+    """Double-descent chapter, exercise 1: ridge weights for features (n, N), targets (n, k), lambda."""
+    g = torch.Generator().manual_seed(seed)
+    for n, width in [(40, 10), (40, 120)]:  # fewer, then more features than examples
+        features = torch.randn(n, width, generator=g, dtype=torch.float64) / width**0.5
+        targets = torch.randn(n, 3, generator=g, dtype=torch.float64)
+        solver = SpectralSolver(features)
+        expected = solver.weights(targets, solver.ridge(0.01))
+        got = candidate(features.clone(), targets.clone(), 0.01)
+        case = f"ridge (n = {n} examples, N = {width} features, lambda = 0.01)"
+        if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            print(f"✗ {case}: expected a tensor of shape {tuple(expected.shape)}, got {shape}")
+            return False
+        error = float((got - expected).abs().max())
+        if not error <= 1e-8:
+            print(f"✗ {case}: largest difference from the reference weights {error:.3g} "
+                  f"(is the penalty n * lambda * I, as in (1/n)|Fw - Y|^2 + lambda |w|^2?)")
+            return False
+    print("✓ ridge: matches the reference with fewer and with more features than examples")
+    return True

@@ -226,6 +226,9 @@ class MLP(Ensemble):
     (f = alpha * mean_i phi(w_i . x), Kumar et al. 2024's lazy-vs-rich model; out_dim must be 1).
     ``centered=True`` subtracts the network at initialisation, f = alpha * (g(w) - g(w0)), so that
     every member starts from the zero function whatever alpha (Chizat et al. 2019's lazy setting).
+    ``member_widths`` gives members different widths in one ensemble (a width sweep as one batched
+    run): member s uses the first ``member_widths[s]`` units of every hidden layer, the others are
+    masked to zero, and the layers after the first are initialised for that fan-in.
     """
 
     def __init__(
@@ -240,6 +243,7 @@ class MLP(Ensemble):
         init_scale: float = 1.0,
         output_scale: float | Sequence[float] = 1.0,
         centered: bool = False,
+        member_widths: Sequence[int] | None = None,
     ):
         super().__init__(seeds, output_scale)
         check_int("in_dim", in_dim, low=1)
@@ -260,12 +264,28 @@ class MLP(Ensemble):
             self.weights.append(self._param(fan_in, out, std=std))
             if bias:
                 self.biases.append(self._param(1, out, std=0.0))
+        self.masked = member_widths is not None
+        if self.masked:
+            self._mask_hidden_units(list(member_widths), list(hidden), init_scale)
         self.centered = centered
         if centered:  # frozen copies (buffers: they follow .to() and member blocks)
             for i, w in enumerate(self.weights):
                 self.register_buffer(f"initial_weight_{i}", w.detach().clone())
             for i, b in enumerate(self.biases):
                 self.register_buffer(f"initial_bias_{i}", b.detach().clone())
+
+    def _mask_hidden_units(self, member_widths: list[int], hidden: list[int], init_scale: float) -> None:
+        if len(member_widths) != self.members:
+            raise ValueError(f"member_widths must give one width per member ({self.members}); got {member_widths}")
+        if not hidden or len(set(hidden)) != 1:
+            raise ValueError(f"hidden must list layers of one width with member_widths; got {hidden}")
+        for w in member_widths:
+            check_int("member_widths", w, low=1, high=hidden[0])
+        widths = torch.tensor(member_widths)
+        self.register_buffer("unit_mask", (torch.arange(hidden[0]) < widths[:, None]).float()[:, None, :])
+        with torch.no_grad():  # fan-in of the later layers is the member's own width
+            for w in list(self.weights)[1:]:
+                w.mul_(math.sqrt(hidden[0]) / widths.float().sqrt()[:, None, None])
 
     def _network(self, x: torch.Tensor, weights, biases) -> torch.Tensor:
         h = x  # (S, B, in_dim)
@@ -274,6 +294,8 @@ class MLP(Ensemble):
             h = torch.baddbmm(biases[i], h, w) if self.bias else torch.bmm(h, w)
             if i < last or self.readout == "mean":
                 h = self.activation(h)
+                if self.masked:
+                    h = h * self.unit_mask
         return h.mean(-1, keepdim=True) if self.readout == "mean" else h
 
     def raw_output(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The grokking chapter's claims, checked at a size that runs in seconds (p = 31)."""
+"""Chapters' claims, checked at a size that runs in seconds (grokking at p = 31, double descent at n = 60)."""
 import numpy as np
 
 from genlib.experiments import grokking as G
@@ -35,3 +35,16 @@ def test_larger_output_scale_is_lazier_and_generalizes_worse():
     test = [np.median(run.select(output_scale=a).final("test_loss")) for a in s.alphas]
     assert np.all(np.diff(moved) < 0), f"relative weight change should fall with alpha: {moved}"
     assert np.all(np.diff(test) > 0), f"final test loss should grow with alpha: {test}"
+
+
+def test_random_features_peak_at_the_threshold_and_a_tuned_ridge_removes_it():
+    from genlib.experiments.double_descent import MIN_NORM, TUNED, FeatureSweep, run_features
+
+    s = FeatureSweep(n_train=60, n_val=100, widths=(15, 30, 60, 120, 600), noises=(0.2,), gd_steps=(10,),
+                     seeds=(0, 1))
+    run = run_features(s)
+    ridgeless, tuned = run.select(fit=MIN_NORM)["test_mse"], run.select(fit=TUNED)["test_mse"]
+    at = list(s.widths).index(60)
+    assert np.all(ridgeless.argmax(0) == at), "min-norm test error peaks at N = n"
+    assert np.all(ridgeless[at] > 10 * ridgeless[-1])
+    assert np.all(tuned[at] < ridgeless[at] / 10), "a tuned ridge removes the peak"

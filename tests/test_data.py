@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genlib.data import modular_arithmetic, quadratic_teacher
+from genlib.data import digits, modular_arithmetic, quadratic_teacher
 
 
 @pytest.mark.parametrize("op, fn", [("+", lambda a, b: a + b), ("-", lambda a, b: a - b), ("*", lambda a, b: a * b)])
@@ -68,3 +68,30 @@ def test_bad_inputs_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name) as err:
         modular_arithmetic(**kwargs)
     assert "got" in str(err.value), "the message should give the value received"
+
+
+def test_digits_splits_noise_and_validation():
+    clean, noisy = digits(300, [0, 1], 0.0, n_val=200), digits(300, [0, 1], 0.2, n_val=200)
+    assert clean.x.shape == (1797, 64) and clean.num_classes == 10
+    assert torch.allclose(clean.x.norm(dim=1), torch.full((1797,), 8.0))
+    for s in range(2):
+        parts = [clean.train_idx[s], clean.subsets["val"][s], clean.test_idx[s]]
+        assert torch.equal(torch.cat(parts).sort().values, torch.arange(1797)), "train, val, test partition"
+        assert torch.equal(noisy.train_idx[s], clean.train_idx[s]), "noise does not change the split"
+        bad = noisy.subsets["corrupted"][s]
+        assert len(bad) == 60 and torch.all(noisy.y[s, bad] != clean.y[s, bad])
+        good = noisy.subsets["clean_train"][s]
+        assert torch.equal(noisy.y[s, good], clean.y[s, good]) and len(good) == 240
+        held_out = torch.cat([clean.subsets["val"][s], clean.test_idx[s]])
+        assert torch.equal(noisy.y[s, held_out], clean.y[s, held_out]), "held-out labels stay true"
+        prefix = noisy.train_idx[s, :100]  # a smaller training set keeps about the same noise share
+        assert 0.1 <= float((noisy.y[s, prefix] != clean.y[s, prefix]).float().mean()) <= 0.3
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(n_train=0), "n_train"), (dict(n_train=1797), "n_train"),
+    (dict(n_train=1000, n_val=900), "n_val"), (dict(corrupt_fraction=1.5), "corrupt_fraction"),
+])
+def test_bad_digits_arguments(kw, name):
+    with pytest.raises(ValueError, match=name):
+        digits(**kw)

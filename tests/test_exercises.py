@@ -40,3 +40,23 @@ def test_perpendicular_gradient_check(capsys):
     assert check_perpendicular_gradient(right)
     assert not check_perpendicular_gradient(no_rescale)
     assert not check_perpendicular_gradient(lambda w, g: g)
+
+
+def test_ridge_check(capsys):
+    from genlib.exercises import check_ridge
+
+    def right(features, targets, ridge):
+        n, width = features.shape
+        gram = features.T @ features + n * ridge * torch.eye(width, dtype=features.dtype)
+        return torch.linalg.solve(gram, features.T @ targets)
+
+    def unscaled_penalty(features, targets, ridge):  # forgets the factor n
+        gram = features.T @ features + ridge * torch.eye(features.shape[1], dtype=features.dtype)
+        return torch.linalg.solve(gram, features.T @ targets)
+
+    assert check_ridge(right)
+    assert "✓" in capsys.readouterr().out
+    assert not check_ridge(unscaled_penalty)
+    assert "largest difference" in capsys.readouterr().out
+    assert not check_ridge(lambda f, t, r: (f.T @ t)[:, :1])
+    assert "shape" in capsys.readouterr().out

@@ -63,7 +63,29 @@ def test_mean_readout():
     (lambda: Transformer(5, [0], d_model=10, heads=3), "d_model"),
     (lambda: MLP(3, (4,), 2, [0], readout="mean"), "out_dim"),
     (lambda: MLP(3, (4,), 1, [0], activation="swish"), "activation"),
+    (lambda: MLP(3, (4,), 2, [0, 1], member_widths=[2]), "member_widths"),
+    (lambda: MLP(3, (4,), 2, [0], member_widths=[5]), "member_widths"),
+    (lambda: MLP(3, (4, 3), 2, [0], member_widths=[2]), "hidden"),
 ])
 def test_bad_model_arguments(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+def test_member_widths_mask_the_units_a_member_does_not_have():
+    model = MLP(5, (8,), 3, [0, 1], member_widths=[3, 8])
+    x = torch.randn(2, 10, 5)
+    before = model(x)
+    with torch.no_grad():  # change member 0's units 3..7: its output must not move
+        model.weights[0][0, :, 3:] += 1.0
+        model.weights[1][0, 3:, :] += 1.0
+    after = model(x)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    model(x).sum().backward()
+    assert model.weights[0].grad[0, :, 3:].abs().max() == 0 and model.weights[0].grad[1].abs().max() > 0
+
+
+def test_member_widths_scale_the_readout_for_the_members_own_fan_in():
+    narrow = MLP(5, (400,), 3, list(range(200)), member_widths=[4] * 200)
+    readout = narrow.weights[1].detach()[:, :4, :]  # the units each member actually uses
+    assert 0.8 < float(readout.std()) * 4**0.5 < 1.2  # std 1/sqrt(own width), not 1/sqrt(400)
