@@ -159,6 +159,31 @@ def _split_and_corrupt(
     return data
 
 
+DIGITS_IMAGES = 1797
+INPUT_KINDS = ("real", "shuffled pixels", "random pixels", "gaussian")
+
+
+def _digit_inputs(kind: str, pixels: torch.Tensor) -> torch.Tensor:
+    """The digits' inputs, or one of Zhang et al.'s corruptions of them (seeded, so fixed)."""
+    g = torch.Generator().manual_seed(2017)
+    if kind == "shuffled pixels":  # one permutation of the 64 pixels, the same for every image
+        pixels = pixels[:, torch.randperm(pixels.shape[1], generator=g)]
+    elif kind == "random pixels":  # a different permutation for every image
+        order = torch.argsort(torch.rand(pixels.shape, generator=g), dim=1)
+        pixels = pixels.gather(1, order)
+    elif kind == "gaussian":  # independent pixels with the real ones' means and variances
+        pixels = pixels.mean(0) + pixels.std(0) * torch.randn(pixels.shape, generator=g)
+    x = pixels - pixels.mean(0)
+    return x / x.norm(dim=1, keepdim=True) * x.shape[1] ** 0.5
+
+
+def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn; imported only when used
+
+    pixels, labels = load_digits(return_X_y=True)
+    return torch.tensor(pixels, dtype=torch.float32) / 16, torch.tensor(labels)
+
+
 def digits(
     n_train: int = 300,
     seeds: list[int] | tuple[int, ...] = (0,),
@@ -172,20 +197,47 @@ def digits(
     of them relabelled to a different random class), ``n_val`` validation images in
     ``subsets['val']``, and the rest as the test set.
     """
-    from sklearn.datasets import load_digits  # bundled with scikit-learn; imported only when used
-
-    check_int("n_train", n_train, low=1, high=1796)
-    check_int("n_val", n_val, low=0, high=1796 - n_train)
+    check_int("n_train", n_train, low=1, high=DIGITS_IMAGES - 1)
+    check_int("n_val", n_val, low=0, high=DIGITS_IMAGES - 1 - n_train)
     check_float("corrupt_fraction", corrupt_fraction, 0.0, 1.0)
     seeds = _check_seeds(seeds)
-    pixels, labels = load_digits(return_X_y=True)
-    x = torch.tensor(pixels, dtype=torch.float32) / 16
-    x = x - x.mean(0)
-    x = x / x.norm(dim=1, keepdim=True) * x.shape[1] ** 0.5
+    pixels, labels = _load_digits()
     return _split_and_corrupt(
-        x, torch.tensor(labels), 10, seeds, n_train, corrupt_fraction, n_val,
+        _digit_inputs("real", pixels), labels, 10, seeds, n_train, corrupt_fraction, n_val,
         description=f"digits, {n_train} training images, {corrupt_fraction:.0%} relabelled",
     )
+
+
+def randomized_digits(
+    conditions: list[tuple[str, float]] | tuple[tuple[str, float], ...],
+    n_train: int = 1000,
+    seeds: list[int] | tuple[int, ...] = (0,),
+) -> TaskData:
+    """Zhang et al. 2017's randomization tests on the digits, one member per (condition, seed).
+
+    A condition is (inputs, label noise): inputs one of ``INPUT_KINDS`` (the real images, a fixed
+    shuffle of the pixels, a separate shuffle per image, Gaussian noise), label noise the share of
+    training labels moved to a different class (0.9 makes the labels uniformly random). Members
+    with corrupted inputs are trained and tested on corrupted images; test labels stay true.
+    """
+    if not conditions:
+        raise ValueError("conditions must list at least one (inputs, label noise) pair; got []")
+    for kind, noise in conditions:
+        check_choice("inputs", kind, INPUT_KINDS)
+        check_float("label noise", noise, 0.0, 1.0)
+    seeds = _check_seeds(seeds)
+    pixels, _ = _load_digits()
+    kinds = sorted({kind for kind, _ in conditions}, key=INPUT_KINDS.index)
+    offset = {kind: i * DIGITS_IMAGES for i, kind in enumerate(kinds)}  # one block of rows per kind
+    x = torch.cat([_digit_inputs(kind, pixels) for kind in kinds])
+    ys, trains, tests = [], [], []
+    for kind, noise in conditions:
+        labelled = digits(n_train, seeds, noise)
+        ys.append(labelled.y.repeat(1, len(kinds)))  # every block carries the member's labels
+        trains.append(labelled.train_idx + offset[kind])
+        tests.append(labelled.test_idx + offset[kind])
+    return TaskData(x=x, y=torch.cat(ys), train_idx=torch.cat(trains), test_idx=torch.cat(tests), num_classes=10,
+                    description=f"digits randomization tests, {n_train} training images")
 
 
 def quadratic_teacher(
@@ -225,3 +277,100 @@ def _check_seeds(seeds) -> list[int]:
     for s in seeds:
         check_int("seeds", s, low=0)
     return seeds
+
+
+def xor_clusters(
+    n_train: int = 40,
+    n_test: int = 500,
+    dim: int = 10_000,
+    mean_norm: float = 32.0,
+    flip_fraction: float = 0.15,
+    seeds: list[int] | tuple[int, ...] = (0,),
+) -> TaskData:
+    """XOR clusters (Xu et al. 2024): x = +-mu1 + xi has label 1, x = +-mu2 + xi label 0.
+
+    mu1 and mu2 are orthogonal with norm ``mean_norm``, xi ~ N(0, I_dim). The four clusters are
+    balanced in the training set; a ``flip_fraction`` of the training labels is flipped
+    (``subsets['corrupted']``), test labels are clean. Each seed draws its own data set (its own
+    block of rows in ``x``).
+    """
+    check_int("n_train", n_train, low=4)
+    check_int("n_test", n_test, low=1)
+    check_int("dim", dim, low=2)
+    check_float("mean_norm", mean_norm, 0.0, low_open=True)
+    check_float("flip_fraction", flip_fraction, 0.0, 0.5, high_open=True)
+    seeds = _check_seeds(seeds)
+    n = n_train + n_test
+    n_flip = round(flip_fraction * n_train)
+    xs, ys, trains, tests, flipped = [], [], [], [], []
+    for i, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(seed)
+        means = torch.linalg.qr(torch.randn(dim, 2, generator=g))[0].T * mean_norm  # orthogonal
+        cluster = torch.cat([torch.arange(n_train) % 4, torch.randint(0, 4, (n_test,), generator=g)])
+        sign = torch.where(cluster % 2 == 0, 1.0, -1.0)[:, None]
+        xs.append(sign * means[cluster // 2] + torch.randn(n, dim, generator=g))
+        y = (cluster // 2 == 0).long()  # clusters 0, 1 (+-mu1) are class 1
+        bad = torch.randperm(n_train, generator=g)[:n_flip]
+        y[bad] = 1 - y[bad]
+        ys.append(y)
+        offset = i * n
+        trains.append(torch.arange(n_train) + offset)
+        tests.append(torch.arange(n_train, n) + offset)
+        flipped.append(bad + offset)
+    # x holds every seed's block; each member's labels row covers all blocks (only its own is used)
+    y_all = torch.stack([torch.cat([y if j == i else torch.zeros_like(y) for j in range(len(seeds))])
+                         for i, y in enumerate(ys)])
+    data = TaskData(x=torch.cat(xs), y=y_all, train_idx=torch.stack(trains), test_idx=torch.stack(tests),
+                    num_classes=2, description=f"XOR clusters, d = {dim}, {n_train} training points")
+    if n_flip:
+        flipped_t = torch.stack(flipped)
+        data.subsets["corrupted"] = flipped_t
+        keep = [torch.tensor(sorted(set(t.tolist()) - set(f.tolist()))) for t, f in zip(trains, flipped)]
+        data.subsets["clean_train"] = torch.stack(keep)
+    return data
+
+
+def diluted_digits(
+    n_clean: int = 100,
+    alpha: int = 10,
+    seeds: list[int] | tuple[int, ...] = (0,),
+    n_test: int = 500,
+) -> TaskData:
+    """Massive label noise (Rolnick et al. 2017): each clean training image comes with ``alpha``
+    noisy ones, images from a separate pool of digits with uniformly random labels.
+
+    Per seed: ``n_test`` test images, ``n_clean`` clean training images (``subsets['clean_train']``),
+    and alpha x n_clean noisy examples drawn with replacement from the remaining images (their own
+    rows of ``x``, so one image may carry several random labels).
+    """
+    check_int("n_clean", n_clean, low=1)
+    check_int("alpha", alpha, low=0)
+    check_int("n_test", n_test, low=1)
+    if n_test + n_clean >= DIGITS_IMAGES:
+        raise ValueError(f"n_clean must leave images for the noisy pool ({DIGITS_IMAGES - n_test - 1} at most "
+                         f"with n_test={n_test}); got {n_clean}")
+    seeds = _check_seeds(seeds)
+    pixels, labels = _load_digits()
+    base = _digit_inputs("real", pixels)
+    n_noisy = alpha * n_clean
+    xs, noisy_labels, trains, tests, cleans = [base], [], [], [], []
+    for i, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(DIGITS_IMAGES, generator=g)
+        pool = perm[n_test + n_clean :]
+        xs.append(base[pool[torch.randint(0, len(pool), (n_noisy,), generator=g)]])
+        noisy_labels.append(torch.randint(0, 10, (n_noisy,), generator=g))
+        noisy_rows = DIGITS_IMAGES + i * n_noisy + torch.arange(n_noisy)
+        clean = perm[n_test : n_test + n_clean]
+        trains.append(torch.cat([clean, noisy_rows]))
+        tests.append(perm[:n_test])
+        cleans.append(clean)
+    rows = DIGITS_IMAGES + len(seeds) * n_noisy
+    y = labels.repeat(len(seeds), 1)
+    y = torch.cat([y, torch.zeros(len(seeds), rows - DIGITS_IMAGES, dtype=y.dtype)], 1)
+    for i, noisy in enumerate(noisy_labels):
+        y[i, DIGITS_IMAGES + i * n_noisy : DIGITS_IMAGES + (i + 1) * n_noisy] = noisy
+    data = TaskData(x=torch.cat(xs), y=y, train_idx=torch.stack(trains), test_idx=torch.stack(tests), num_classes=10,
+                    description=f"digits, {n_clean} clean images, {alpha} noisy ones per clean one")
+    data.subsets["clean_train"] = torch.stack(cleans)
+    return data

@@ -73,3 +73,29 @@ def check_ridge(candidate: Callable[[torch.Tensor, torch.Tensor, float], torch.T
             return False
     print("✓ ridge: matches the reference with fewer and with more features than examples")
     return True
+
+
+def check_label_noise(candidate: Callable[[torch.Tensor, float, int, torch.Generator], torch.Tensor],
+                      seed: int = 0) -> bool:
+    """Memorization chapter, exercise 1: move a share of labels to a different, random class."""
+    labels = torch.randint(0, 10, (5000,), generator=torch.Generator().manual_seed(seed))
+    got = candidate(labels.clone(), 0.3, 10, torch.Generator().manual_seed(seed + 1))
+    if not isinstance(got, torch.Tensor) or got.shape != labels.shape:
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        print(f"✗ label noise: expected a tensor of shape {tuple(labels.shape)}, got {shape}")
+        return False
+    changed = got != labels
+    if int(changed.sum()) != 1500:
+        print(f"✗ label noise: 30% of 5000 labels should change, exactly 1500; {int(changed.sum())} did "
+              "(a random class may equal the true one: draw among the other classes)")
+        return False
+    if got.min() < 0 or got.max() > 9:
+        print("✗ label noise: new labels must stay in 0..9")
+        return False
+    shift = (got[changed] - labels[changed]) % 10  # 1..9 if uniform over the other classes
+    counts = torch.bincount(shift, minlength=10)[1:].float()
+    if counts.min() < 0.6 * counts.mean():
+        print(f"✗ label noise: the new class should be uniform over the 9 others; shift counts {counts.tolist()}")
+        return False
+    print("✓ label noise: exactly 30% of the labels changed, each to a uniformly chosen other class")
+    return True

@@ -1,14 +1,17 @@
-"""Per-example losses for ensembles: softmax and StableMax cross-entropy, and squared error.
+"""Per-example losses for ensembles: softmax and StableMax cross-entropy, squared error; and the
+early-learning regularization penalty (ELR) for noisy labels.
 
 All take outputs (S, B, C) and targets (S, B) class ids or (S, B[, k]) real values, and return
 (S, B) per-example losses, so that each member averages over its own examples.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_choice
+from ._validate import check_choice, check_float, per_member
 
 LOSSES = ("cross_entropy", "stablemax", "mse")
 
@@ -38,3 +41,34 @@ def per_example_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) ->
     else:
         logp = torch.log(stablemax(outputs.double(), dim=-1))
     return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).to(outputs.dtype)
+
+
+class EarlyLearningRegularization:
+    """ELR (Liu et al. 2020), a :class:`genlib.train.Penalty` for training with noisy labels.
+
+    Each training example i keeps a running average t_i (momentum ``beta``) of the network's own
+    softmax predictions for it; the loss gains ``lam * mean_i log(1 - <t_i, p_i>)``, which pulls
+    the current prediction p_i towards t_i. Early in training t_i is mostly the true class (the
+    network learns the clean majority first), so the penalty resists memorizing a wrong label.
+    ``lam`` takes one value or one per member (0 switches it off for that member).
+    """
+
+    def __init__(self, lam: float | Sequence[float], members: int, examples: int, num_classes: int,
+                 beta: float = 0.7):
+        self.lam = torch.tensor(per_member("lam", lam, members, low=0.0))
+        self.beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
+        self.targets = torch.zeros(members, examples, num_classes)
+
+    def to(self, device, dtype) -> EarlyLearningRegularization:
+        self.lam, self.targets = self.lam.to(device, dtype), self.targets.to(device, dtype)
+        return self
+
+    def __call__(self, outputs: torch.Tensor, idx: torch.Tensor, members: slice) -> torch.Tensor:
+        p = torch.softmax(outputs, dim=-1).clamp(1e-4, 1 - 1e-4)
+        targets = self.targets[members]  # a view: updates write through
+        rows = torch.arange(len(idx), device=idx.device)[:, None]
+        with torch.no_grad():
+            q = p.detach()
+            targets[rows, idx] = self.beta * targets[rows, idx] + (1 - self.beta) * q / q.sum(-1, keepdim=True)
+        agreement = (targets[rows, idx] * p).sum(-1)
+        return self.lam[members] * torch.log(1 - agreement).mean(-1)

@@ -226,9 +226,14 @@ class MLP(Ensemble):
     (f = alpha * mean_i phi(w_i . x), Kumar et al. 2024's lazy-vs-rich model; out_dim must be 1).
     ``centered=True`` subtracts the network at initialisation, f = alpha * (g(w) - g(w0)), so that
     every member starts from the zero function whatever alpha (Chizat et al. 2019's lazy setting).
+    ``readout='signed'`` fixes the last layer to +-1/sqrt(m) on alternating units (f = sum_j a_j
+    phi(w_j . x), the two-layer model of Frei et al. and Xu et al.) and returns the two logits
+    (0, f): softmax cross-entropy on them is the logistic loss of f, and argmax is the sign of f.
     ``member_widths`` gives members different widths in one ensemble (a width sweep as one batched
     run): member s uses the first ``member_widths[s]`` units of every hidden layer, the others are
     masked to zero, and the layers after the first are initialised for that fan-in.
+    ``dropout`` (one rate or one per member) zeroes each hidden unit with that probability while
+    training (inverted dropout: the kept units are scaled by 1 / (1 - rate)); evaluation uses all.
     """
 
     def __init__(
@@ -244,17 +249,26 @@ class MLP(Ensemble):
         output_scale: float | Sequence[float] = 1.0,
         centered: bool = False,
         member_widths: Sequence[int] | None = None,
+        dropout: float | Sequence[float] = 0.0,
     ):
         super().__init__(seeds, output_scale)
         check_int("in_dim", in_dim, low=1)
         check_int("out_dim", out_dim, low=1)
         check_choice("activation", activation, ACTIVATIONS)
-        check_choice("readout", readout, ("linear", "mean"))
-        if readout == "mean" and out_dim != 1:
-            raise ValueError(f"out_dim must be 1 with readout='mean'; got {out_dim!r}")
-        if readout == "mean" and not hidden:
-            raise ValueError("hidden must hold at least one width with readout='mean'; got ()")
+        check_choice("readout", readout, ("linear", "mean", "signed"))
+        fixed_readout = {"mean": 1, "signed": 2}
+        if readout in fixed_readout and out_dim != fixed_readout[readout]:
+            raise ValueError(f"out_dim must be {fixed_readout[readout]} with readout={readout!r}; got {out_dim!r}")
+        if readout in fixed_readout and not hidden:
+            raise ValueError(f"hidden must hold at least one width with readout={readout!r}; got ()")
         self.activation, self.readout, self.bias = ACTIVATIONS[activation], readout, bias
+        rates = per_member("dropout", dropout, self.members, low=0.0, high=1.0, high_open=True)
+        self.register_buffer("dropout_rate", torch.tensor(rates).view(-1, 1, 1))
+        self.use_dropout = any(r > 0 for r in rates)
+        if readout == "signed":
+            m = hidden[-1]
+            signs = torch.tensor([1.0 if j % 2 == 0 else -1.0 for j in range(m)])
+            self.register_buffer("readout_signs", (signs / math.sqrt(m)).expand(self.members, m).clone())
         widths = [in_dim, *hidden] + ([out_dim] if readout == "linear" else [])
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -292,11 +306,19 @@ class MLP(Ensemble):
         last = len(weights) - 1
         for i, w in enumerate(weights):
             h = torch.baddbmm(biases[i], h, w) if self.bias else torch.bmm(h, w)
-            if i < last or self.readout == "mean":
+            if i < last or self.readout != "linear":
                 h = self.activation(h)
                 if self.masked:
                     h = h * self.unit_mask
-        return h.mean(-1, keepdim=True) if self.readout == "mean" else h
+                if self.use_dropout and self.training:
+                    keep = 1 - self.dropout_rate.to(h.dtype)
+                    h = h * (torch.rand_like(h) < keep) / keep
+        if self.readout == "mean":
+            return h.mean(-1, keepdim=True)
+        if self.readout == "signed":
+            f = (h * self.readout_signs[:, None, :].to(h.dtype)).sum(-1, keepdim=True)
+            return torch.cat([torch.zeros_like(f), f], dim=-1)
+        return h
 
     def raw_output(self, x: torch.Tensor) -> torch.Tensor:
         out = self._network(x, self.weights, self.biases)

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -107,25 +108,50 @@ def member_block(model: Ensemble, batch: int, device: torch.device, requested: i
     return max(1, min(model.members, ACTIVATION_BUDGET // per_member))
 
 
-def ensemble_backward(model: Ensemble, x: torch.Tensor, y: torch.Tensor, loss: str, block: int) -> None:
-    """Accumulate the gradient of every member's mean loss, ``block`` members per pass.
+class Penalty(Protocol):
+    """A term added to each member's loss, computed from its outputs on the batch (e.g. ELR)."""
+
+    def __call__(self, outputs: torch.Tensor, idx: torch.Tensor, members: slice) -> torch.Tensor:
+        """(S_block,) penalties for outputs (S_block, B, C) on examples idx (S_block, B)."""
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> Penalty: ...
+
+
+def ensemble_backward(
+    model: Ensemble,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    block: int,
+    penalty: Penalty | None = None,
+    idx: torch.Tensor | None = None,
+) -> None:
+    """Accumulate the gradient of every member's mean loss (plus penalty), ``block`` members per pass.
 
     Members share no parameters, so running them in blocks gives the same gradients as one pass.
     """
+
+    def backward(outputs: torch.Tensor, part: slice) -> None:
+        total = per_example_loss(outputs, y[part], loss).mean(-1)
+        if penalty is not None:
+            total = total + penalty(outputs, idx[part], part)
+        total.sum().backward()
+
     if block >= model.members:
-        per_example_loss(model(x), y, loss).mean(-1).sum().backward()
+        backward(model(x), slice(None))
         return
     params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
     for start in range(0, model.members, block):
         part = slice(start, start + block)
         state = {k: v[part] for k, v in params.items()} | {k: v[part] for k, v in buffers.items()}
-        outputs = functional_call(model, state, (x[part],))
-        per_example_loss(outputs, y[part], loss).mean(-1).sum().backward()
+        backward(functional_call(model, state, (x[part],)), part)
 
 
 @torch.no_grad()
 def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tensor]:
     """Loss (and accuracy for classification) on every evaluation set, one value per member."""
+    was_training = model.training
+    model.eval()  # e.g. no dropout while measuring
     out = {}
     classify = data.num_classes is not None
     for name, idx in data.eval_sets().items():
@@ -137,6 +163,7 @@ def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tens
             if name == "train":
                 out["collapse"] = softmax_collapse(outputs, labels, loss)
     out["weight_norm"] = parameter_norm(model)
+    model.train(was_training)
     return out
 
 
@@ -145,8 +172,12 @@ def train(
     data: TaskData,
     config: TrainConfig | None = None,
     extra_metrics: dict[str, Callable[[Ensemble], torch.Tensor]] | None = None,
+    penalty: Penalty | None = None,
 ) -> History:
-    """Train every member of ``model`` on its own split of ``data``; return the History."""
+    """Train every member of ``model`` on its own split of ``data``; return the History.
+
+    ``penalty`` adds a per-member term to the loss of each batch (see :class:`Penalty`).
+    """
     config = config or TrainConfig()
     if not isinstance(model, Ensemble):
         raise ValueError(f"model must be a genlib.models.Ensemble; got {type(model).__name__}")
@@ -192,10 +223,14 @@ def train(
 
     block = member_block(model, config.batch_size or data.train_idx.shape[1], device, config.member_block)
     record(0)
+    if penalty is not None:
+        penalty = penalty.to(device, dtype)
+    torch.manual_seed(config.seed)  # reseeds the global generator: the same dropout masks every run
+    model.train()
     for step in range(1, config.steps + 1):
-        x, y = next(batches)  # (S, B, ...)
+        x, y, idx = next(batches)  # (S, B, ...)
         optimizer.zero_grad()
-        ensemble_backward(model, x, y, config.loss, block)
+        ensemble_backward(model, x, y, config.loss, block, penalty, idx)
         optimizer.step()
         if step in schedule:
             record(step)
@@ -219,10 +254,11 @@ def train(
 
 
 def _batches(data: TaskData, batch_size: int | None, seed: int):
-    """Endless (x, y) batches of shape (S, B, ...): the whole training set, or shuffled minibatches."""
+    """Endless (x, y, idx) batches of shape (S, B, ...): the whole training set, or shuffled
+    minibatches; idx (S, B) are the examples' indices into ``data``."""
     idx = data.train_idx  # (S, n)
     if batch_size is None or batch_size >= idx.shape[1]:
-        full = data.batch(idx)
+        full = (*data.batch(idx), idx)
         while True:
             yield full
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -230,4 +266,5 @@ def _batches(data: TaskData, batch_size: int | None, seed: int):
     while True:  # one epoch: a fresh permutation per member
         order = torch.argsort(torch.rand(idx.shape, generator=g), dim=1).to(idx.device)
         for start in range(0, n - batch_size + 1, batch_size):
-            yield data.batch(idx.gather(1, order[:, start : start + batch_size]))
+            chosen = idx.gather(1, order[:, start : start + batch_size])
+            yield (*data.batch(chosen), chosen)

@@ -9,3 +9,11 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLIB_SCALE", "quick")
     monkeypatch.setenv("GENLIB_PROGRESS", "0")
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_digits():
+    """Two members, 100 training digits each, 20% relabelled."""
+    from genlib.data import digits
+
+    return digits(100, [0, 1], 0.2)

@@ -60,3 +60,24 @@ def test_ridge_check(capsys):
     assert "largest difference" in capsys.readouterr().out
     assert not check_ridge(lambda f, t, r: (f.T @ t)[:, :1])
     assert "shape" in capsys.readouterr().out
+
+
+def test_label_noise_check(capsys):
+    from genlib.exercises import check_label_noise
+
+    def right(labels, fraction, num_classes, generator):
+        labels = labels.clone()
+        chosen = torch.randperm(len(labels), generator=generator)[: round(fraction * len(labels))]
+        labels[chosen] = (labels[chosen] + torch.randint(1, num_classes, (len(chosen),), generator=generator)) % 10
+        return labels
+
+    def may_keep_the_class(labels, fraction, num_classes, generator):
+        labels = labels.clone()
+        chosen = torch.randperm(len(labels), generator=generator)[: round(fraction * len(labels))]
+        labels[chosen] = torch.randint(0, num_classes, (len(chosen),), generator=generator)
+        return labels
+
+    assert check_label_noise(right) and "✓" in capsys.readouterr().out
+    assert not check_label_noise(may_keep_the_class) and "exactly 1500" in capsys.readouterr().out
+    assert not check_label_noise(lambda labels, *a: (labels + 1) % 10)
+    assert "exactly 1500" in capsys.readouterr().out
