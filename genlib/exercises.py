@@ -99,3 +99,19 @@ def check_label_noise(candidate: Callable[[torch.Tensor, float, int, torch.Gener
         return False
     print("✓ label noise: exactly 30% of the labels changed, each to a uniformly chosen other class")
     return True
+
+
+def check_spectral_centroid(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> bool:
+    """Spectral-bias chapter, exercise 1: the mirrored-FFT spectral centroid of (S, N) functions."""
+    from .experiments.spectral import spectral_centroid
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.linspace(-1, 1, 256, dtype=torch.float64)
+    freq = torch.randint(1, 20, (20, 1), generator=g)
+    outputs = torch.cos(torch.pi * freq * x) + 0.5 * x + 0.1 * torch.randn(20, 256, generator=g, dtype=torch.float64)
+    return _report("spectral centroid", spectral_centroid(outputs)[:, None], _column(candidate(outputs.clone())),
+                   outputs, atol=1e-6)
+
+
+def _column(values):
+    return values[:, None] if isinstance(values, torch.Tensor) and values.dim() == 1 else values

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_int, per_member
+from ._validate import check_choice, check_float, check_int, per_member
 
 ACTIVATIONS = {
     "relu": torch.relu,
@@ -22,6 +22,9 @@ ACTIVATIONS = {
     # Linear plus quadratic, as in Kumar et al. 2024; their quadratic part is smaller (0.01), which
     # makes lazy (kernel) fitting take ~1e5 steps. 0.25 shows the same contrast in a few thousand.
     "quadratic": lambda z: z + 0.25 * z * z,
+    "sin": torch.sin,
+    "gaussian": lambda z: torch.exp(-z * z),
+    "snake": lambda z: z + torch.sin(z) ** 2,  # Ziyin et al. 2020, with a = 1
 }
 
 
@@ -232,6 +235,7 @@ class MLP(Ensemble):
     ``member_widths`` gives members different widths in one ensemble (a width sweep as one batched
     run): member s uses the first ``member_widths[s]`` units of every hidden layer, the others are
     masked to zero, and the layers after the first are initialised for that fan-in.
+    ``bias_init`` is the standard deviation of the initial biases (0: biases start at zero).
     ``dropout`` (one rate or one per member) zeroes each hidden unit with that probability while
     training (inverted dropout: the kept units are scaled by 1 / (1 - rate)); evaluation uses all.
     """
@@ -250,12 +254,14 @@ class MLP(Ensemble):
         centered: bool = False,
         member_widths: Sequence[int] | None = None,
         dropout: float | Sequence[float] = 0.0,
+        bias_init: float = 0.0,
     ):
         super().__init__(seeds, output_scale)
         check_int("in_dim", in_dim, low=1)
         check_int("out_dim", out_dim, low=1)
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("readout", readout, ("linear", "mean", "signed"))
+        check_float("bias_init", bias_init, low=0.0)
         fixed_readout = {"mean": 1, "signed": 2}
         if readout in fixed_readout and out_dim != fixed_readout[readout]:
             raise ValueError(f"out_dim must be {fixed_readout[readout]} with readout={readout!r}; got {out_dim!r}")
@@ -277,7 +283,7 @@ class MLP(Ensemble):
             std = init_scale / math.sqrt(fan_in)
             self.weights.append(self._param(fan_in, out, std=std))
             if bias:
-                self.biases.append(self._param(1, out, std=0.0))
+                self.biases.append(self._param(1, out, std=bias_init))
         self.masked = member_widths is not None
         if self.masked:
             self._mask_hidden_units(list(member_widths), list(hidden), init_scale)

@@ -65,3 +65,11 @@ def test_elr_prevents_memorizing_wrong_labels():
     run = run_noise(s)[0.4]
     memorized = {reg: float(run.select(regularizer=reg).final("corrupted_acc")[0]) for reg in ("none", "ELR")}
     assert memorized["none"] > 0.9 and memorized["ELR"] < 0.5, memorized
+
+
+def test_lms_network_relies_on_the_linear_coordinate_alone():
+    from genlib.experiments.simplicity import LmsSetup, run_lms
+
+    run = run_lms([LmsSetup(n_train=4000, n_test=1000, epochs=10, seeds=(0,))])[0]
+    assert run.final("test_acc")[0] > 0.97
+    assert run.final("linear_randomized_acc")[0] < 0.65 and run.final("slabs_randomized_acc")[0] > 0.9

@@ -81,3 +81,16 @@ def test_label_noise_check(capsys):
     assert not check_label_noise(may_keep_the_class) and "exactly 1500" in capsys.readouterr().out
     assert not check_label_noise(lambda labels, *a: (labels + 1) % 10)
     assert "exactly 1500" in capsys.readouterr().out
+
+
+def test_spectral_centroid_check(capsys):
+    from genlib.exercises import check_spectral_centroid
+    from genlib.experiments.spectral import spectral_centroid
+
+    def unmirrored(outputs):
+        spectrum = torch.fft.rfft(outputs - outputs.mean(-1, keepdim=True), dim=-1).abs()[:, 1:]
+        k = torch.arange(1, spectrum.shape[-1] + 1, dtype=spectrum.dtype)
+        return (spectrum * k).sum(-1) / spectrum.sum(-1)
+
+    assert check_spectral_centroid(spectral_centroid) and "✓" in capsys.readouterr().out
+    assert not check_spectral_centroid(unmirrored) and "largest difference" in capsys.readouterr().out
