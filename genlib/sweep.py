@@ -19,6 +19,16 @@ from .cache import cache_path, cached
 from .history import History
 
 
+def as_tuples(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config with its lists (as JSON or a user may give them) turned back into nested tuples,
+    the form the experiments' frozen dataclasses hold."""
+    def fix(value):
+        if isinstance(value, Mapping):
+            return {k: fix(v) for k, v in value.items()}
+        return tuple(fix(v) for v in value) if isinstance(value, (list, tuple)) else value
+    return {k: fix(v) for k, v in config.items()}
+
+
 def grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
     """All combinations of the given axes: ``grid(wd=[0, 1], fraction=[.3, .5])`` -> 4 dicts."""
     for name, values in axes.items():

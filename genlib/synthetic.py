@@ -32,6 +32,11 @@ def _stack_blocks(blocks: list[dict[str, tuple[torch.Tensor, torch.Tensor]]], nu
                     num_classes=num_classes, subsets=stacked, description=description)
 
 
+def _per_seed(block, seeds: list[int]) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """One data block per seed, each drawn from its own generator."""
+    return [block(torch.Generator().manual_seed(seed)) for seed in seeds]
+
+
 def _slab_coordinate(y: torch.Tensor, slabs: int, margin: float, g: torch.Generator) -> torch.Tensor:
     """A k-slab coordinate in [-1, 1]: k intervals, alternating classes (class 1 on the outer ones)."""
     width = (2 - (slabs - 1) * margin) / slabs
@@ -63,18 +68,17 @@ def lms(
     check_int("n_test", n_test, low=2)
     check_float("margin", margin, 0.0, 2 / (slabs - 1), high_open=True)
     seeds = _check_seeds(seeds)
-    blocks = []
-    for seed in seeds:
-        g = torch.Generator().manual_seed(seed)
 
-        def draw(n: int, g: torch.Generator = g) -> tuple[torch.Tensor, torch.Tensor]:
+    def block(g: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+
+        def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
             y = torch.randint(0, 2, (n,), generator=g)
             sign = (2 * y - 1).float()
             linear = sign * (margin / 2 + (1 - margin / 2) * torch.rand(n, generator=g))
             slab_cols = [_slab_coordinate(y, slabs, margin, g) for _ in range(dims - 1)]
             return torch.stack([linear, *slab_cols], 1), y
 
-        def shuffled(z: torch.Tensor, cols: slice, g: torch.Generator = g) -> torch.Tensor:
+        def shuffled(z: torch.Tensor, cols: slice) -> torch.Tensor:
             z = z.clone()
             for j in range(*cols.indices(z.shape[1])):
                 z[:, j] = z[torch.randperm(len(z), generator=g), j]
@@ -84,13 +88,14 @@ def lms(
         (z_train, y_train), (z_test, y_test) = draw(n_train), draw(n_test)
         if shuffle_linear_in_training:
             z_train = shuffled(z_train, slice(0, 1))
-        blocks.append({
+        return {
             "train": (z_train @ rotation, y_train),
             "test": (z_test @ rotation, y_test),
             "linear_randomized": (shuffled(z_test, slice(0, 1)) @ rotation, y_test),
             "slabs_randomized": (shuffled(z_test, slice(1, None)) @ rotation, y_test),
-        })
-    return _stack_blocks(blocks, 2, f"LMS, 1 linear + {dims - 1} {slabs}-slab coordinates")
+        }
+
+    return _stack_blocks(_per_seed(block, seeds), 2, f"LMS, 1 linear + {dims - 1} {slabs}-slab coordinates")
 
 
 def cued_digits(
@@ -116,20 +121,20 @@ def cued_digits(
         c[torch.arange(len(classes)), classes] = cue_strength  # pixels 0..9: the first row and a bit
         return c
 
-    blocks = []
-    for seed in seeds:
-        g = torch.Generator().manual_seed(seed)
+
+    def block(g: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(labels), generator=g)
         train, test = perm[:n_train], perm[n_train:]
         other = (labels[test] + torch.randint(1, 10, (len(test),), generator=g)) % 10
-        blocks.append({
+        return {
             "train": (x[train] + cue(labels[train]), labels[train]),
             "test": (x[test] + cue(labels[test]), labels[test]),
             "cue_conflict": (x[test] + cue(other), other),
             "cue_only": (cue(labels[test]), labels[test]),
             "digit_only": (x[test], labels[test]),
-        })
-    return _stack_blocks(blocks, 10, f"digits with a class cue of strength {cue_strength}")
+        }
+
+    return _stack_blocks(_per_seed(block, seeds), 10, f"digits with a class cue of strength {cue_strength}")
 
 
 def cumulant_classes(
@@ -151,11 +156,10 @@ def cumulant_classes(
     check_int("higher_order_dims", higher_order_dims, low=1)
     check_float("variance_ratio", variance_ratio, 0.0, low_open=True)
     seeds = _check_seeds(seeds)
-    blocks = []
-    for seed in seeds:
-        g = torch.Generator().manual_seed(seed)
 
-        def draw(n: int, g: torch.Generator = g) -> tuple[torch.Tensor, torch.Tensor]:
+    def block(g: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+
+        def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
             y = torch.randint(0, 2, (n,), generator=g)
             x = torch.randn(n, 2 + higher_order_dims, generator=g)
             x[:, 0] += torch.where(y == 1, mean_shift, -mean_shift)
@@ -165,7 +169,7 @@ def cumulant_classes(
             x[:, 2:] = torch.where(y[:, None] == 1, spiky, x[:, 2:])
             return x, y
 
-        def clone(x: torch.Tensor, y: torch.Tensor, g: torch.Generator = g) -> tuple[torch.Tensor, torch.Tensor]:
+        def clone(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             parts = []
             for c in (0, 1):
                 xc = x[y == c]
@@ -175,8 +179,9 @@ def cumulant_classes(
                                                 torch.ones((y == 1).sum(), dtype=torch.long)])
 
         train, test = draw(n_train), draw(n_test)
-        blocks.append({"train": train, "test": test, "clone": clone(*test)})
-    return _stack_blocks(blocks, 2, "classes differing in mean, covariance and higher cumulants")
+        return {"train": train, "test": test, "clone": clone(*test)}
+
+    return _stack_blocks(_per_seed(block, seeds), 2, "classes differing in mean, covariance and higher cumulants")
 
 
 def two_cues(
@@ -200,11 +205,10 @@ def two_cues(
         for v in pair:
             check_float(name, v, 0.0, high, low_open=True)
     seeds = _check_seeds(seeds)
-    blocks = []
-    for seed in seeds:
-        g = torch.Generator().manual_seed(seed)
 
-        def draw(n: int, conflict: bool = False, g: torch.Generator = g) -> tuple[torch.Tensor, torch.Tensor]:
+    def block(g: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+
+        def draw(n: int, conflict: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
             sign = torch.randint(0, 2, (n,), generator=g) * 2 - 1
             a = torch.where(torch.rand(n, generator=g) < predictivity[0], sign, -sign)
             b = -a if conflict else torch.where(torch.rand(n, generator=g) < predictivity[1], sign, -sign)
@@ -212,5 +216,6 @@ def two_cues(
                            torch.randn(n, noise_dims, generator=g)], 1)
             return x, ((a if conflict else sign) > 0).long()
 
-        blocks.append({"train": draw(n_train), "test": draw(n_test), "conflict": draw(n_test, conflict=True)})
-    return _stack_blocks(blocks, 2, f"two cues: predictivity {predictivity}, amplitude {amplitude}")
+        return {"train": draw(n_train), "test": draw(n_test), "conflict": draw(n_test, conflict=True)}
+
+    return _stack_blocks(_per_seed(block, seeds), 2, f"two cues: predictivity {predictivity}, amplitude {amplitude}")

@@ -121,3 +121,9 @@ def test_fingerprint_ignores_view_only_modules(tmp_path, monkeypatch):
     cache.source_fingerprint.cache_clear()
     assert cache.source_fingerprint() != before, "a training change should"
     cache.source_fingerprint.cache_clear()
+
+
+def test_as_tuples_restores_nested_tuples():
+    from genlib.sweep import as_tuples
+
+    assert as_tuples({"a": [1, [2, 3]], "b": "x", "c": {"d": [4]}}) == {"a": (1, (2, 3)), "b": "x", "c": {"d": (4,)}}

@@ -21,7 +21,7 @@ from ..history import History
 from ..models import MLP
 from ..regression import SpectralSolver, relu_features
 from ..scale import by_scale
-from ..sweep import sweep
+from ..sweep import as_tuples, sweep
 from ..train import TrainConfig, train
 
 MIN_NORM, TUNED = "min-norm", "tuned ridge"
@@ -112,7 +112,7 @@ def _fit_point(s: FeatureSweep, x, labels, true_labels, split, n_features, featu
 
 
 def _run_features(config: dict) -> History:
-    s = FeatureSweep(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    s = FeatureSweep(**as_tuples(config))
     n_max = max(s.train_sizes) if s.sample_wise else s.n_train
     clean = digits(n_max, s.seeds, 0.0, s.n_val)  # the same splits as the noisy sets, true labels
     noisy = [digits(n_max, s.seeds, noise, s.n_val).y for noise in s.noises]
@@ -175,7 +175,7 @@ def network_sweeps(**overrides) -> dict[str, NetworkSweep]:
 
 
 def _train_networks(config: dict) -> History:
-    s = NetworkSweep(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    s = NetworkSweep(**as_tuples(config))
     widths = [w for w in s.widths for _ in s.seeds]
     seeds = [seed for _ in s.widths for seed in s.seeds]
     data = digits(s.n_train, seeds, s.noise)

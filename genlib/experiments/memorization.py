@@ -16,15 +16,8 @@ from ..losses import EarlyLearningRegularization
 from ..models import MLP
 from ..regression import SpectralSolver
 from ..scale import by_scale
-from ..sweep import sweep
+from ..sweep import as_tuples, sweep
 from ..train import TrainConfig, train
-
-
-def _tuples(config: dict) -> dict:
-    """JSON turns tuples into lists: back to (nested) tuples for the frozen dataclasses."""
-    def fix(v):
-        return tuple(fix(x) for x in v) if isinstance(v, list) else v
-    return {k: fix(v) for k, v in config.items()}
 
 
 @dataclass(frozen=True)
@@ -78,8 +71,8 @@ def randomization_setup(**overrides) -> RandomizationSetup:
 
 
 def _train_randomization(config: dict) -> History:
-    s = RandomizationSetup(training=DigitsTraining(**_tuples(config["training"])),
-                           conditions=_tuples(config)["conditions"])
+    s = RandomizationSetup(training=DigitsTraining(**as_tuples(config["training"])),
+                           conditions=as_tuples(config)["conditions"])
     t = s.training
     data = randomized_digits([(inputs, noise) for _, inputs, noise, _, _ in s.conditions], t.n_train, t.seeds)
     per_member = [c for c in s.conditions for _ in t.seeds]
@@ -137,7 +130,7 @@ def _true_label_accuracy(data: TaskData, true_labels: torch.Tensor):
 
 
 def _train_noise(config: dict) -> History:
-    c = _tuples(config)
+    c = as_tuples(config)
     noise = c.pop("noise")
     s = NoiseSetup(**{**c, "training": DigitsTraining(**c["training"])})
     t = s.training
@@ -188,7 +181,7 @@ def dilution_setup(**overrides) -> DilutionSetup:
 
 
 def _train_diluted(config: dict) -> History:
-    c = _tuples(config)
+    c = as_tuples(config)
     n_clean, alpha = c.pop("n_clean"), c.pop("alpha")
     s = DilutionSetup(**c)
     data = diluted_digits(n_clean, alpha, s.seeds)
@@ -231,7 +224,7 @@ def xor_setup(**overrides) -> XorSetup:
 
 
 def _train_xor(config: dict) -> History:
-    s = XorSetup(**_tuples(config))
+    s = XorSetup(**as_tuples(config))
     data = xor_clusters(s.n_train, s.n_test, s.dim, s.mean_norm, s.flip_fraction, s.seeds)
     model = MLP(s.dim, (s.width,), 2, s.seeds, readout="signed", bias=False, init_scale=s.init_std * math.sqrt(s.dim))
     return train(model, data, TrainConfig(steps=s.steps, lr=s.lr, optimizer="sgd", eval_every=s.steps,
@@ -285,7 +278,7 @@ def excess_risk(s: BenignRegression, weak_dims: int, seed: int) -> tuple[float, 
 
 
 def _solve_benign(config: dict) -> History:
-    s = BenignRegression(**_tuples(config))
+    s = BenignRegression(**as_tuples(config))
     values = np.array([[excess_risk(s, p, seed) for seed in s.seeds] for p in s.weak_dims])
     return History(np.array(s.weak_dims), {"excess_risk": values[..., 0], "train_mse": values[..., 1]},
                    [{"seed": seed} for seed in s.seeds], meta={"axis": "weak directions"})

@@ -12,13 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from ..history import History
 from ..models import MLP
 from ..scale import by_scale
-from ..sweep import sweep
+from ..sweep import as_tuples, sweep
 from ..synthetic import cued_digits, cumulant_classes, lms, two_cues
 from ..train import TrainConfig, train
-
-
-def _fix(config: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ def lms_setup(**overrides) -> LmsSetup:
 
 
 def _train_lms(config: dict) -> History:
-    s = LmsSetup(**_fix(config))
+    s = LmsSetup(**as_tuples(config))
     data = lms(s.n_train, s.n_test, s.slabs, shuffle_linear_in_training=s.shuffle_linear_in_training, seeds=s.seeds)
     steps_per_epoch = s.n_train // 256
     return train(MLP(50, (100, 100), 2, s.seeds), data,
@@ -73,7 +69,7 @@ def cue_setup(**overrides) -> CueSetup:
 
 
 def _train_cue(config: dict) -> History:
-    c = _fix(config)
+    c = as_tuples(config)
     strength = c.pop("cue_strength")
     s = CueSetup(**c)
     data = cued_digits(s.n_train, strength, s.seeds)
@@ -107,7 +103,7 @@ def cumulant_setup(**overrides) -> CumulantSetup:
 
 
 def _train_cumulants(config: dict) -> History:
-    s = CumulantSetup(**_fix(config))
+    s = CumulantSetup(**as_tuples(config))
     data = cumulant_classes(s.n_train, 4000, seeds=s.seeds)
     return train(MLP(10, (256, 256), 2, s.seeds), data,
                  TrainConfig(steps=s.steps, lr=s.lr, optimizer="sgd", momentum=0.9, batch_size=128,
@@ -142,8 +138,7 @@ def availability_setup(**overrides) -> AvailabilitySetup:
 def _reliance(config: dict) -> History:
     """Reliance on feature a (share of conflict decisions that follow it) of a linear model
     (logistic regression, solved to its optimum) and of a one-hidden-layer ReLU network."""
-    s = AvailabilitySetup(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list)
-                             else v for k, v in config.items()})
+    s = AvailabilitySetup(**as_tuples(config))
     linear, network = [], []
     for amplitude in s.amplitudes:
         data = two_cues(s.n_train, 2000, s.predictivity, amplitude, seeds=s.seeds)

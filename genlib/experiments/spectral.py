@@ -14,12 +14,8 @@ from ..data import TaskData
 from ..history import History
 from ..models import MLP
 from ..scale import by_scale
-from ..sweep import sweep
+from ..sweep import as_tuples, sweep
 from ..train import TrainConfig, train
-
-
-def _fix(config: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
 
 
 def _regression(x: torch.Tensor, targets: torch.Tensor, test_x: torch.Tensor | None = None,
@@ -112,7 +108,7 @@ def sinusoid_data(s: SinusoidSetup) -> TaskData:
 
 
 def _train_sinusoids(config: dict) -> History:
-    s = SinusoidSetup(**_fix(config))
+    s = SinusoidSetup(**as_tuples(config))
     data = sinusoid_data(s)
     residuals = {f"residual_{k}": _spectrum_residual(data, s.frequencies, k) for k in s.frequencies}
     model = MLP(data.x.shape[1], s.hidden, 1, s.seeds, bias_init=s.bias_init)
@@ -160,7 +156,7 @@ def spectral_centroid(outputs: torch.Tensor) -> torch.Tensor:
 
 
 def _redshift(config: dict) -> History:
-    s = RedshiftSetup(**_fix(config))
+    s = RedshiftSetup(**as_tuples(config))
     x = torch.linspace(-1, 1, s.points)[None, :, None].expand(s.draws, -1, -1)
     members, values = [], []
     for activation in s.activations:
@@ -211,7 +207,7 @@ def snake_data(s: SnakeSetup) -> TaskData:
 
 
 def _train_snake(config: dict) -> History:
-    c = _fix(config)
+    c = as_tuples(config)
     activation = c.pop("activation")
     s = SnakeSetup(**c)
     model = MLP(1, s.hidden, 1, s.seeds, activation=activation)
