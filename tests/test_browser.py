@@ -1,6 +1,6 @@
 """The built book in a real browser: headless Chromium (Debian's package) driven by Selenium.
 
-The page is opened from disk with no server, no kernel and no network: the grokking explorer must
+The page is opened from disk with no server, no kernel and no network: every chapter's explorer must
 change its figure when its slider moves, and every page must render its figures and links.
 Screenshots go to _build/screenshots/.
 """
@@ -58,21 +58,26 @@ def shown_explorer_figure(browser) -> str:
         shown[0])
 
 
-def test_grokking_explorer_responds_to_its_slider_without_a_kernel(browser):
-    browser.get((HTML / "book" / "grokking.html").as_uri())
+CHAPTER_PAGES = sorted((HTML / "book").glob("*.html"))
+CHAPTER_PAGES = [p for p in CHAPTER_PAGES if (HTML.parents[1] / "book" / f"{p.stem}.ipynb").exists()]
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES, ids=lambda p: p.stem)
+def test_explorer_responds_to_its_slider_without_a_kernel(browser, page):
+    browser.get(page.as_uri())
     wait = WebDriverWait(browser, 60)
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle"))
     wait.until(lambda b: any(i.is_displayed() for i in b.find_elements(By.CSS_SELECTOR, "img.widget-image")))
-    handle = browser.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")[0]  # weight decay
+    handle = browser.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")[0]  # the first control
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", handle)
     readout = browser.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-readout")[0]
     before, start = shown_explorer_figure(browser), readout.text
-    browser.save_screenshot(str(SHOTS / "explorer-before.png"))
+    browser.save_screenshot(str(SHOTS / f"explorer-{page.stem}-before.png"))
     handle.click()
     handle.send_keys(Keys.ARROW_RIGHT)
     wait.until(lambda b: readout.text != start)
     wait.until(lambda b: shown_explorer_figure(b) != before)
-    browser.save_screenshot(str(SHOTS / "explorer-after.png"))
+    browser.save_screenshot(str(SHOTS / f"explorer-{page.stem}-after.png"))
     handle.send_keys(Keys.ARROW_LEFT)
     wait.until(lambda b: readout.text == start and shown_explorer_figure(b) == before)
 
