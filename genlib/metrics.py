@@ -1,6 +1,7 @@
 """Measurements on ensembles, each returning one number per member: a (S,) tensor."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .losses import per_example_loss
@@ -46,3 +47,13 @@ def relative_change(model: torch.nn.Module, initial: list[torch.Tensor]) -> torc
     moved = sum((p.detach() - p0).pow(2).flatten(1).sum(1) for p, p0 in zip(model.parameters(), initial))
     start = sum(p0.pow(2).flatten(1).sum(1) for p0 in initial)
     return torch.sqrt(moved / start)
+
+
+def worst_rise(values) -> float:
+    """Largest ratio of a positive curve to the lowest value it reached before (1.0: it never rises).
+
+    Used to assert that a curve is non-increasing up to a tolerance (e.g. test error over width)."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or not len(values) or np.any(values <= 0):
+        raise ValueError(f"values must be a non-empty 1-D sequence of positive numbers; got {values!r}")
+    return float(np.max(values / np.minimum.accumulate(values)))

@@ -77,7 +77,3 @@ class SpectralSolver:
         check_float("lr", lr, 0.0, 2 * self.n / float(self.s[0]) ** 2, low_open=True, high_open=True)
         check_int("steps", steps, low=0)
         return (1 - (1 - lr * self.s**2 / self.n) ** steps) / self.s
-
-    @property
-    def condition_number(self) -> float:
-        return float(self.s[0] / self.s[-1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -147,11 +148,31 @@ def ensemble_backward(
         backward(functional_call(model, state, (x[part],)), part)
 
 
-@torch.no_grad()
+@contextmanager
+def evaluation_mode(model: Ensemble):
+    """Evaluation mode (e.g. no dropout) and no gradients inside; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def predict(model: Ensemble, x: torch.Tensor) -> torch.Tensor:
+    """Outputs (S, B, C) for inputs x (S, B, ...), moved to the model's device and dtype."""
+    with evaluation_mode(model):
+        return model(x.to(next(model.parameters())))
+
+
 def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tensor]:
     """Loss (and accuracy for classification) on every evaluation set, one value per member."""
-    was_training = model.training
-    model.eval()  # e.g. no dropout while measuring
+    with evaluation_mode(model):
+        return _evaluate(model, data, loss)
+
+
+def _evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tensor]:
     out = {}
     classify = data.num_classes is not None
     for name, idx in data.eval_sets().items():
@@ -163,7 +184,6 @@ def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tens
             if name == "train":
                 out["collapse"] = softmax_collapse(outputs, labels, loss)
     out["weight_norm"] = parameter_norm(model)
-    model.train(was_training)
     return out
 
 

@@ -85,3 +85,9 @@ def test_fourier_features_and_sinusoid_residuals_start_at_one():
     assert sinusoid_data(s).y.shape == (2, 64)
     run = run_sinusoids([s])[0]
     assert np.allclose(run["residual_1"][0], 1.0, atol=0.3), "an untrained network has fitted (almost) nothing"
+
+
+@pytest.mark.parametrize("kw, name", [(dict(scale=0.0), "scale"), (dict(features=0), "features")])
+def test_bad_fourier_feature_arguments(kw, name):
+    with pytest.raises(ValueError, match=name):
+        fourier_features(torch.zeros(3, 1), **({"scale": 1.0, "features": 4} | kw))

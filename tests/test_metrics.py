@@ -38,3 +38,14 @@ def test_parameter_norm_is_per_member():
             w.zero_()
             w[1] = 1.0
     assert parameter_norm(m).tolist() == [0.0, 3.0]  # 6 + 3 ones in member 1
+
+
+def test_worst_rise():
+    import pytest
+
+    from genlib.metrics import worst_rise
+
+    assert worst_rise([3.0, 2.0, 2.0, 1.0]) == 1.0
+    assert worst_rise([3.0, 1.0, 1.5, 0.5]) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="values"):
+        worst_rise([1.0, 0.0])

@@ -17,7 +17,7 @@ from ..models import MLP
 from ..regression import SpectralSolver
 from ..scale import by_scale
 from ..sweep import as_tuples, sweep
-from ..train import TrainConfig, train
+from ..train import TrainConfig, predict, train
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,10 @@ def noise_setup(**overrides) -> NoiseSetup:
 def _true_label_accuracy(data: TaskData, true_labels: torch.Tensor):
     """Metric: share of the relabelled training examples still predicted as their true class."""
     def measure(model) -> torch.Tensor:
-        idx = data.subsets["corrupted"].to(true_labels.device)
-        x = data.x.to(next(model.parameters()))[idx]
-        labels = true_labels[torch.arange(len(idx), device=idx.device)[:, None], idx]
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            correct = (model(x).argmax(-1) == labels.to(x.device)).float().mean(-1)
-        model.train(was_training)
-        return correct
+        idx = data.subsets["corrupted"]
+        labels = true_labels[torch.arange(len(idx))[:, None], idx]
+        outputs = predict(model, data.x[idx])
+        return (outputs.argmax(-1) == labels.to(outputs.device)).float().mean(-1)
     return measure
 
 

@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from .._validate import check_float, check_int
 from ..data import TaskData
 from ..history import History
 from ..models import MLP
 from ..scale import by_scale
 from ..sweep import as_tuples, sweep
-from ..train import TrainConfig, train
+from ..train import TrainConfig, predict, train
 
 
 def _regression(x: torch.Tensor, targets: torch.Tensor, test_x: torch.Tensor | None = None,
@@ -35,10 +36,7 @@ def _regression(x: torch.Tensor, targets: torch.Tensor, test_x: torch.Tensor | N
 
 def _predictions(model, x: torch.Tensor) -> list[list[float]]:
     """The trained members' outputs on x (N, d), for drawing the fitted functions."""
-    model.eval()
-    with torch.no_grad():
-        out = model(x.to(next(model.parameters())).expand(model.members, -1, -1))[..., 0]
-    return out.cpu().tolist()
+    return predict(model, x.expand(model.members, -1, -1))[..., 0].cpu().tolist()
 
 
 # --- Section 1: spectral bias (Rahaman et al. 2019) and Fourier features (Tancik et al. 2020) ---
@@ -78,19 +76,16 @@ def fourier_setups() -> list[SinusoidSetup]:
 
 def fourier_features(x: torch.Tensor, scale: float, features: int, seed: int = 0) -> torch.Tensor:
     """[cos 2 pi B x, sin 2 pi B x] for x (N, 1), B ~ N(0, scale^2) drawn from ``seed``."""
+    check_float("scale", scale, 0.0, low_open=True)
+    check_int("features", features, low=1)
     b = torch.randn(1, features, generator=torch.Generator().manual_seed(seed)) * scale
     return torch.cat([torch.cos(2 * math.pi * x @ b), torch.sin(2 * math.pi * x @ b)], 1)
 
 
-def _spectrum_residual(data: TaskData, frequencies: tuple[int, ...], k: int):
+def _spectrum_residual(data: TaskData, k: int):
     """Metric: |FFT(f - y)| / |FFT(y)| at frequency k, on the evenly spaced training points."""
     def measure(model) -> torch.Tensor:
-        x = data.x.to(next(model.parameters()))
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            fit = model(x.expand(data.members, -1, -1))[..., 0]  # (S, N)
-        model.train(was_training)
+        fit = predict(model, data.x.expand(data.members, -1, -1))[..., 0]  # (S, N)
         target = data.y.to(fit)
         residual = torch.fft.rfft(fit - target, dim=-1)[:, k].abs()
         return residual / torch.fft.rfft(target, dim=-1)[:, k].abs()
@@ -110,7 +105,7 @@ def sinusoid_data(s: SinusoidSetup) -> TaskData:
 def _train_sinusoids(config: dict) -> History:
     s = SinusoidSetup(**as_tuples(config))
     data = sinusoid_data(s)
-    residuals = {f"residual_{k}": _spectrum_residual(data, s.frequencies, k) for k in s.frequencies}
+    residuals = {f"residual_{k}": _spectrum_residual(data, k) for k in s.frequencies}
     model = MLP(data.x.shape[1], s.hidden, 1, s.seeds, bias_init=s.bias_init)
     history = train(model, data, TrainConfig(steps=s.steps, lr=s.lr, loss="mse", betas=(0.9, 0.999),
                                              eval_every=50, eval_log_points=20), extra_metrics=residuals)
