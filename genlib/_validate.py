@@ -52,6 +52,16 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
+def check_seeds(seeds: Any) -> list[int]:
+    """Return the seeds as a list if it is a non-empty sequence of integers >= 0."""
+    seeds = list(seeds)
+    if not seeds:
+        _fail("seeds", "a non-empty sequence of integers (S >= 1)", seeds)
+    for s in seeds:
+        check_int("seeds", s, low=0)
+    return seeds
+
+
 def per_member(name: str, value: Any, members: int, **range_kw: Any) -> list[float]:
     """Broadcast a number or a sequence of ``members`` numbers to a checked list of floats."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * members

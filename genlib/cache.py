@@ -41,25 +41,28 @@ VIEW_ONLY = {"plots.py", "widgets.py", "exercises.py", "bootstrap.py"}  # they c
 
 
 @functools.cache
-def source_fingerprint() -> str:
-    """A hash of the genlib source that computes results: changed code is a new key, even unreleased."""
+def source_fingerprint(chapter_file: str | None = None) -> str:
+    """A hash of the source a result depends on: genlib's core modules (not the view-only ones, not
+    the chapters' experiment files) plus the one chapter file that declared the experiment. Changed
+    code is a new key, even unreleased; editing one chapter keeps every other chapter's cache."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        if path.name not in VIEW_ONLY:
-            h.update(path.read_bytes())
+    core = [p for p in sorted(Path(__file__).parent.glob("*.py")) if p.name not in VIEW_ONLY]
+    for path in core + ([Path(chapter_file)] if chapter_file else []):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
 
-def cache_key(name: str, config: Any) -> str:
-    """A stable hex key for (name, config, genlib version and source)."""
-    version = f"{__version__}+{source_fingerprint()}"
+def cache_key(name: str, config: Any, chapter_file: str | None = None) -> str:
+    """A stable hex key for (name, config, genlib version and the source the result depends on)."""
+    version = f"{__version__}+{source_fingerprint(chapter_file)}"
     payload = json.dumps({"name": name, "config": _jsonable(config), "version": version}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def cache_path(name: str, config: Any, directory: str | Path | None = None) -> Path:
+def cache_path(name: str, config: Any, directory: str | Path | None = None, chapter_file: str | None = None) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    return Path(directory or cache_dir()) / safe / f"{cache_key(name, config)}.npz"
+    return Path(directory or cache_dir()) / safe / f"{cache_key(name, config, chapter_file)}.npz"
 
 
 def cached(
@@ -67,15 +70,16 @@ def cached(
     config: Any,
     compute: Callable[[], History],
     directory: str | Path | None = None,
+    chapter_file: str | None = None,
 ) -> History:
     """Load the stored History for (name, config), or compute, store and return it."""
-    path = cache_path(name, config, directory)
+    path = cache_path(name, config, directory, chapter_file)
     if path.exists():
         try:
             return History.load(path)
         except ValueError as e:
             warnings.warn(f"recomputing a damaged cache entry: {e}", stacklevel=2)
     history = compute()
-    history.meta["cache_config"] = _jsonable(config)
+    history.meta["experiment"] = {"name": name, "config": _jsonable(config)}
     history.save(path)
     return history

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from .losses import stablemax
+from .metrics import spectral_centroid
 from .optim import perpendicular_gradient
 from .regression import SpectralSolver
 
@@ -103,8 +104,6 @@ def check_label_noise(candidate: Callable[[torch.Tensor, float, int, torch.Gener
 
 def check_spectral_centroid(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> bool:
     """Spectral-bias chapter, exercise 1: the mirrored-FFT spectral centroid of (S, N) functions."""
-    from .experiments.spectral import spectral_centroid
-
     g = torch.Generator().manual_seed(seed)
     x = torch.linspace(-1, 1, 256, dtype=torch.float64)
     freq = torch.randint(1, 20, (20, 1), generator=g)

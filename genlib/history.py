@@ -1,4 +1,10 @@
-"""The record of a training run: tidy arrays over (step, member) for each metric."""
+"""The record of a run: tidy arrays over (axis point, member) for each metric.
+
+For a training run the axis is the training step; a closed-form sweep records along another
+axis (the number of features, of training examples, a weight scale...), and names it. Members are
+labelled by the experiment (``{"weight_decay": 1.0, "seed": 2}``), so ``select(weight_decay=1.0)``
+finds them whatever their position.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -12,15 +18,27 @@ from pathlib import Path
 
 import numpy as np
 
+STEP = "step"
+
 
 @dataclass
 class History:
-    """steps: (T,); metrics[name]: (T, S); members: per-member hyperparameters (seed, lr, ...)."""
+    """axis: (T,) values named ``axis_name``; metrics[name]: (T, S); members: one label dict per
+    member; arrays[name]: (S, ...) per-member results that are not metrics (e.g. fitted curves)."""
 
-    steps: np.ndarray
+    axis: np.ndarray
     metrics: dict[str, np.ndarray]
     members: list[dict]
     meta: dict = field(default_factory=dict)
+    axis_name: str = STEP
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """(T,) training steps at which the metrics were recorded (training runs only)."""
+        if self.axis_name != STEP:
+            raise AttributeError(f"this History's axis is {self.axis_name!r}, not training steps: use .axis")
+        return self.axis
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.metrics:
@@ -39,23 +57,38 @@ class History:
         """(S,) last recorded value of a metric."""
         return self[name][-1]
 
+    def median(self, name: str) -> np.ndarray:
+        """(T,) median over members (NaN entries ignored)."""
+        return np.nanmedian(self[name], axis=1)
+
+    def band(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(median, lowest, highest) over members, each (T,): the line and shade of a seed band."""
+        values = self[name]
+        return np.nanmedian(values, 1), np.nanmin(values, 1), np.nanmax(values, 1)
+
     def first_step(self, name: str, threshold: float, above: bool = True) -> np.ndarray:
-        """(S,) first recorded step where the metric is >= (or <=) threshold; NaN where never."""
+        """(S,) first axis value where the metric is >= (or <=) threshold; NaN where never."""
         values = self[name]
         hit = values >= threshold if above else values <= threshold
         first = np.where(hit.any(0), hit.argmax(0), -1)
-        return np.where(first >= 0, self.steps[np.maximum(first, 0)], np.nan).astype(float)
+        return np.where(first >= 0, self.axis[np.maximum(first, 0)], np.nan).astype(float)
+
+    def labels(self, name: str) -> list:
+        """Every member's value of one label, in member order."""
+        return [m.get(name) for m in self.members]
 
     def select(self, **where) -> History:
-        """The members whose hyperparameters match, e.g. ``select(weight_decay=1.0)``."""
+        """The members whose labels match, e.g. ``select(weight_decay=1.0)``."""
         keep = [i for i, m in enumerate(self.members) if all(m.get(k) == v for k, v in where.items())]
         if not keep:
             raise ValueError(f"no member matches {where}; members: {self.members}")
         return History(
-            self.steps,
+            self.axis,
             {k: v[:, keep] for k, v in self.metrics.items()},
             [self.members[i] for i in keep],
             dict(self.meta),
+            self.axis_name,
+            {k: v[keep] for k, v in self.arrays.items()},
         )
 
     # --- storage: one .npz whose payload carries its own checksum, written atomically ---
@@ -64,8 +97,10 @@ class History:
         """Write atomically: a temporary file in the same folder, then rename over ``path``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"steps": self.steps, **{f"metric/{k}": v for k, v in self.metrics.items()}}
-        header = {"members": self.members, "meta": self.meta, "checksum": _checksum(arrays)}
+        arrays = {"axis": self.axis, **{f"metric/{k}": v for k, v in self.metrics.items()},
+                  **{f"array/{k}": v for k, v in self.arrays.items()}}
+        header = {"members": self.members, "meta": self.meta, "axis_name": self.axis_name,
+                  "checksum": _checksum(arrays)}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -85,10 +120,14 @@ class History:
             header = json.loads(arrays.pop("header").tobytes().decode())
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as e:
             raise ValueError(f"path must be a complete genlib History file; {str(path)!r} is not ({e})") from e
-        if header.get("checksum") != _checksum(arrays):
+        if header.get("checksum") != _checksum(arrays) or "axis" not in arrays:
             raise ValueError(f"path must be a complete genlib History file; {str(path)!r} fails its checksum")
-        metrics = {k.removeprefix("metric/"): v for k, v in arrays.items() if k.startswith("metric/")}
-        return cls(arrays["steps"], metrics, header["members"], header["meta"])
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+
+        return cls(arrays["axis"], part("metric/"), header["members"], header["meta"], header["axis_name"],
+                   part("array/"))
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:

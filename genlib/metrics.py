@@ -49,6 +49,17 @@ def relative_change(model: torch.nn.Module, initial: list[torch.Tensor]) -> torc
     return torch.sqrt(moved / start)
 
 
+def spectral_centroid(outputs: torch.Tensor) -> torch.Tensor:
+    """Mean frequency of (S, N) functions sampled on N even points, weighted by the magnitude of
+    their spectrum (the constant term excluded): a complexity measure. The function is mirrored
+    before the FFT (a cosine transform), so that its two ends do not meet in a jump; frequency k
+    is k half-cycles over the interval. Spectral-bias chapter (Neural Redshift)."""
+    mirrored = torch.cat([outputs, outputs.flip(-1)], dim=-1)
+    spectrum = torch.fft.rfft(mirrored - mirrored.mean(-1, keepdim=True), dim=-1).abs()[:, 1 : outputs.shape[-1]]
+    k = torch.arange(1, spectrum.shape[-1] + 1, dtype=spectrum.dtype)
+    return (spectrum * k).sum(-1) / spectrum.sum(-1).clamp_min(1e-30)
+
+
 def worst_rise(values) -> float:
     """Largest ratio of a positive curve to the lowest value it reached before (1.0: it never rises).
 

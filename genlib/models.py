@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_float, check_int, per_member
+from ._validate import check_choice, check_float, check_int, check_seeds, per_member
 
 ACTIVATIONS = {
     "relu": torch.relu,
@@ -28,17 +28,35 @@ ACTIVATIONS = {
 }
 
 
+class BufferList(nn.Module):
+    """Tensors kept with a module (they follow ``.to()`` and member blocks) but never trained."""
+
+    def __init__(self, tensors):
+        super().__init__()
+        for i, t in enumerate(tensors):
+            self.register_buffer(str(i), t)
+
+    def __iter__(self):
+        return iter(self._buffers.values())
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+
 class Ensemble(nn.Module):
-    """Base class: member seeds, a per-member output scale alpha, and seeded parameter creation."""
+    """Base class: member seeds, a per-member output scale alpha, and seeded parameter creation.
+
+    Subclasses set ``out_dim`` and either ``in_dim`` (feature vectors) or ``vocab`` (token ids),
+    which :func:`genlib.train.train` checks against the data.
+    """
+
+    in_dim: int | None = None
+    vocab: int | None = None
+    out_dim: int
 
     def __init__(self, seeds: Sequence[int], output_scale: float | Sequence[float] = 1.0):
         super().__init__()
-        seeds = list(seeds)
-        if not seeds:
-            raise ValueError("seeds must hold at least one seed (S >= 1); got []")
-        for s in seeds:
-            check_int("seeds", s, low=0)
-        self.seeds = seeds
+        self.seeds = check_seeds(seeds)
         scale = per_member("output_scale", output_scale, len(seeds), low=0.0, low_open=True)
         self.output_scales = scale  # exact values, for the History's member records
         self.register_buffer("output_scale", torch.tensor(scale))
@@ -120,6 +138,7 @@ class EmbeddingMLP(Ensemble):
         check_int("embed_dim", embed_dim, low=1)
         check_choice("combine", combine, ("concat", "sum"))
         self.p, self.combine, self.bias = p, combine, bias
+        self.vocab = self.out_dim = p
         if combine == "concat":
             self.embed = self._param(p, embed_dim, std=1.0 if embed_std is None else embed_std)
             width = 2 * embed_dim
@@ -191,6 +210,7 @@ class Transformer(Ensemble):
         if d_model % heads:
             raise ValueError(f"d_model must be divisible by heads={heads}; got {d_model!r}")
         self.p, self.heads = p, heads
+        self.vocab = self.out_dim = p
         d_head = d_model // heads
         std = 1 / math.sqrt(d_model)
         self.embed = self._param(p + 1, d_model, std=std)  # token p is "="
@@ -268,6 +288,7 @@ class MLP(Ensemble):
         if readout in fixed_readout and not hidden:
             raise ValueError(f"hidden must hold at least one width with readout={readout!r}; got ()")
         self.activation, self.readout, self.bias = ACTIVATIONS[activation], readout, bias
+        self.in_dim, self.out_dim = in_dim, out_dim
         rates = per_member("dropout", dropout, self.members, low=0.0, high=1.0, high_open=True)
         self.register_buffer("dropout_rate", torch.tensor(rates).view(-1, 1, 1))
         self.use_dropout = any(r > 0 for r in rates)
@@ -288,11 +309,9 @@ class MLP(Ensemble):
         if self.masked:
             self._mask_hidden_units(list(member_widths), list(hidden), init_scale)
         self.centered = centered
-        if centered:  # frozen copies (buffers: they follow .to() and member blocks)
-            for i, w in enumerate(self.weights):
-                self.register_buffer(f"initial_weight_{i}", w.detach().clone())
-            for i, b in enumerate(self.biases):
-                self.register_buffer(f"initial_bias_{i}", b.detach().clone())
+        if centered:  # frozen copies of the initial network
+            self.initial_weights = BufferList(w.detach().clone() for w in self.weights)
+            self.initial_biases = BufferList(b.detach().clone() for b in self.biases)
 
     def _mask_hidden_units(self, member_widths: list[int], hidden: list[int], init_scale: float) -> None:
         if len(member_widths) != self.members:
@@ -329,9 +348,7 @@ class MLP(Ensemble):
     def raw_output(self, x: torch.Tensor) -> torch.Tensor:
         out = self._network(x, self.weights, self.biases)
         if self.centered:
-            n = len(self.weights)
             with torch.no_grad():
-                start = self._network(x, [getattr(self, f"initial_weight_{i}") for i in range(n)],
-                                      [getattr(self, f"initial_bias_{i}") for i in range(len(self.biases))])
+                start = self._network(x, list(self.initial_weights), list(self.initial_biases))
             out = out - start
         return out

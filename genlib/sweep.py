@@ -1,72 +1,69 @@
-"""Run a grid of configurations, each one cached as soon as it finishes.
+"""Run a list of experiments, each one cached as soon as it finishes.
 
-An interrupted sweep resumes where it stopped: finished points are read back from the cache.
-Pass a ``concurrent.futures.Executor`` to run points in parallel (with a process pool the run
-function must be importable, i.e. defined at module level).
+A sweep is a list of experiments (``dataclasses.replace`` copies of one declared setup). An
+interrupted sweep resumes where it stopped: finished points are read back from the cache. Pass a
+``concurrent.futures.Executor`` (a process pool, or a cluster's: Dask's ``Client.get_executor()``)
+to run points in parallel; experiments are frozen dataclasses from importable modules, so they
+travel to other processes by pickling.
 """
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Sequence
 from concurrent.futures import Executor, as_completed
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from .cache import cache_path, cached
 from .history import History
+from .scale import show_progress
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
 
 
-def as_tuples(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A config with its lists (as JSON or a user may give them) turned back into nested tuples,
-    the form the experiments' frozen dataclasses hold."""
-    def fix(value):
-        if isinstance(value, Mapping):
-            return {k: fix(v) for k, v in value.items()}
-        return tuple(fix(v) for v in value) if isinstance(value, (list, tuple)) else value
-    return {k: fix(v) for k, v in config.items()}
+def _where(experiment: Experiment) -> tuple[str, dict, str | None]:
+    """(cache name, stored configuration, the file that declares the experiment)."""
+    cls = type(experiment)
+    module = sys.modules.get(cls.__module__)
+    return f"{cls.__module__}.{cls.__qualname__}", asdict(experiment), getattr(module, "__file__", None)
 
 
-def grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
-    """All combinations of the given axes: ``grid(wd=[0, 1], fraction=[.3, .5])`` -> 4 dicts."""
-    for name, values in axes.items():
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            raise ValueError(f"{name} must be a non-empty list of values; got {values!r}")
-    names = list(axes)
-    return [dict(zip(names, combo)) for combo in itertools.product(*axes.values())]
+def _run_point(experiment: Experiment, directory: str | Path | None) -> History:
+    name, config, source = _where(experiment)
+    return cached(name, config, experiment.compute, directory, source)
 
 
-def _run_point(run: Callable[[dict], History], name: str, config: dict, directory) -> History:
-    return cached(name, config, lambda: run(config), directory)
+def is_cached(experiment: Experiment, directory: str | Path | None = None) -> bool:
+    """Whether a finished run of this experiment is on disk."""
+    name, config, source = _where(experiment)
+    return cache_path(name, config, directory, source).exists()
 
 
 def sweep(
-    run: Callable[[dict], History],
-    configs: Sequence[Mapping[str, Any]],
-    name: str | None = None,
+    experiments: Sequence[Experiment],
     executor: Executor | None = None,
     directory: str | Path | None = None,
     progress: bool | None = None,
 ) -> list[History]:
-    """Histories for every config, in order; cached points are read, the others computed."""
-    if not configs:
-        raise ValueError("configs must hold at least one configuration; got []")
-    name = name or f"{run.__module__}.{run.__qualname__}"
-    configs = [dict(c) for c in configs]
-    results: list[History | None] = [None] * len(configs)
-    todo = [i for i, c in enumerate(configs) if not cache_path(name, c, directory).exists()]
-    for i in set(range(len(configs))) - set(todo):  # may still turn out damaged: then recomputed
-        results[i] = _run_point(run, name, configs[i], directory)
-    show = progress if progress is not None else os.environ.get("GENLIB_PROGRESS", "1") != "0"
-    bar = tqdm(total=len(todo), disable=not show or not todo, desc=name.rsplit(".", 1)[-1], unit="run")
+    """Histories for every experiment, in order; cached ones are read, the others computed."""
+    if not experiments:
+        raise ValueError("experiments must hold at least one experiment; got []")
+    results: list[History | None] = [None] * len(experiments)
+    todo = [i for i, e in enumerate(experiments) if not is_cached(e, directory)]
+    for i in set(range(len(experiments))) - set(todo):  # may still turn out damaged: then recomputed
+        results[i] = _run_point(experiments[i], directory)
+    label = type(experiments[0]).__name__
+    bar = tqdm(total=len(todo), disable=not show_progress(progress) or not todo, desc=label, unit="run")
     if executor is None:
         for i in todo:
-            results[i] = _run_point(run, name, configs[i], directory)
+            results[i] = _run_point(experiments[i], directory)
             bar.update()
     else:
-        futures = {executor.submit(_run_point, run, name, configs[i], directory): i for i in todo}
+        futures = {executor.submit(_run_point, experiments[i], directory): i for i in todo}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             bar.update()

@@ -8,7 +8,6 @@ log-spaced early steps, for log-scaled plots) over the train, test and any extra
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -27,13 +26,15 @@ from .losses import LOSSES, per_example_loss
 from .metrics import accuracy, parameter_norm, softmax_collapse
 from .models import Ensemble
 from .optim import EnsembleOptimizer
+from .scale import show_progress
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass
 class TrainConfig:
-    """How to train. ``lr`` and ``weight_decay`` take one value or one per member."""
+    """How to train. ``lr`` and ``weight_decay`` take one value or one per member. Checked when
+    built: a bad value raises a ValueError that names it."""
 
     steps: int = 1000
     lr: float | Sequence[float] = 1e-3
@@ -53,6 +54,29 @@ class TrainConfig:
     seed: int = 0  # minibatch order
     member_block: int | None = None  # members per forward/backward pass; None: see member_block()
 
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, low=1)
+        for name in ("lr", "weight_decay"):  # one number, or one per member (counted in train)
+            values = getattr(self, name)
+            for v in values if isinstance(values, (list, tuple)) else [values]:
+                check_float(name, v, low=0.0, low_open=name == "lr")
+        check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
+        check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_int("eval_every", self.eval_every, low=1)
+        check_int("eval_log_points", self.eval_log_points, low=0)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, low=1)
+        if self.member_block is not None:
+            check_int("member_block", self.member_block, low=1)
+
+    def per_member(self, members: int) -> tuple[list[float], list[float]]:
+        """(learning rates, weight decays), one per member."""
+        return (per_member("lr", self.lr, members, low=0.0, low_open=True),
+                per_member("weight_decay", self.weight_decay, members, low=0.0))
+
 
 def pick_device(device: str = "auto") -> torch.device:
     """CUDA, then Apple's MPS, then the CPU, unless a device is named."""
@@ -71,23 +95,6 @@ def eval_schedule(steps: int, every: int, log_points: int) -> np.ndarray:
     linear = np.arange(0, steps + 1, every)
     early = np.unique(np.geomspace(1, steps, log_points).round().astype(int)) if log_points else []
     return np.unique(np.concatenate([[0, steps], linear, early])).astype(int)
-
-
-def _check(config: TrainConfig, members: int) -> tuple[list[float], list[float]]:
-    check_int("steps", config.steps, low=1)
-    lr = per_member("lr", config.lr, members, low=0.0, low_open=True)
-    wd = per_member("weight_decay", config.weight_decay, members, low=0.0)
-    check_choice("optimizer", config.optimizer, ("adamw", "sgd"))
-    check_choice("loss", config.loss, LOSSES)
-    check_choice("dtype", config.dtype, DTYPES)
-    check_float("momentum", config.momentum, 0.0, 1.0, high_open=True)
-    check_int("eval_every", config.eval_every, low=1)
-    check_int("eval_log_points", config.eval_log_points, low=0)
-    if config.batch_size is not None:
-        check_int("batch_size", config.batch_size, low=1)
-    if config.member_block is not None:
-        check_int("member_block", config.member_block, low=1)
-    return lr, wd
 
 
 ACTIVATION_BUDGET = 4 * 2**20  # bytes of one block's widest activation on a CPU (measured best)
@@ -187,64 +194,110 @@ def _evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Ten
     return out
 
 
+def check_sizes(model: Ensemble, data: TaskData) -> None:
+    """Raise a ValueError naming what differs if the model does not fit the data's sizes."""
+    if model.members != data.members:
+        raise ValueError(f"data must have one label row per model member ({model.members}); got {data.members}")
+    x = data.x[0] if data.per_member_inputs else data.x
+    if model.vocab is not None:
+        if x.is_floating_point() or int(x.max()) >= model.vocab:
+            raise ValueError(f"data.x must hold token ids below the model's vocabulary ({model.vocab}); "
+                             f"got {'floats' if x.is_floating_point() else f'ids up to {int(x.max())}'}")
+    elif x.shape[-1] != model.in_dim:
+        raise ValueError(f"data.x must have the model's in_dim ({model.in_dim}) features; got {x.shape[-1]}")
+    if data.num_classes is not None:
+        if model.out_dim != data.num_classes:
+            raise ValueError(f"the model's outputs ({model.out_dim}) must equal data.num_classes; "
+                             f"got {data.num_classes}")
+    else:
+        targets = 1 if data.y.dim() == 2 else data.y.shape[-1]
+        if model.out_dim != targets:
+            raise ValueError(f"the model's outputs ({model.out_dim}) must equal the targets per example; got {targets}")
+
+
+class _Recorder:
+    """Evaluates the model on the schedule and keeps every value, one (S,) array per metric."""
+
+    def __init__(self, model: Ensemble, data: TaskData, loss: str, extra_metrics: dict, bar):
+        self.model, self.data, self.loss, self.extra, self.bar = model, data, loss, extra_metrics, bar
+        self.steps: list[int] = []
+        self.records: dict[str, list[np.ndarray]] = {}
+
+    def __call__(self, step: int) -> None:
+        values = evaluate(self.model, self.data, self.loss)
+        for name, fn in self.extra.items():
+            values[name] = fn(self.model)
+        for name, v in values.items():
+            self.records.setdefault(name, []).append(v.detach().float().cpu().numpy())
+        self.steps.append(step)
+        self.bar.update(step - self.bar.n)
+        if "test_acc" in values:
+            self.bar.set_postfix(train=f"{values['train_acc'].median():.2f}", test=f"{values['test_acc'].median():.2f}")
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        return {k: np.stack(v) for k, v in self.records.items()}
+
+
 def train(
     model: Ensemble,
     data: TaskData,
     config: TrainConfig | None = None,
+    members: list[dict] | None = None,
     extra_metrics: dict[str, Callable[[Ensemble], torch.Tensor]] | None = None,
     penalty: Penalty | None = None,
 ) -> History:
     """Train every member of ``model`` on its own split of ``data``; return the History.
 
-    ``penalty`` adds a per-member term to the loss of each batch (see :class:`Penalty`).
+    ``members`` labels each member (e.g. ``{"weight_decay": 1.0, "seed": 2}``) for
+    ``History.select``; ``penalty`` adds a per-member term to the loss (see :class:`Penalty`).
+    The model is trained in place, on the chosen device and dtype.
     """
     config = config or TrainConfig()
     if not isinstance(model, Ensemble):
         raise ValueError(f"model must be a genlib.models.Ensemble; got {type(model).__name__}")
-    if model.members != data.members:
-        raise ValueError(
-            f"data must have one label row per model member ({model.members}); got {data.members}"
-        )
-    lr, wd = _check(config, model.members)
+    check_sizes(model, data)
+    if members is not None and len(members) != model.members:
+        raise ValueError(f"members must give one label dict per model member ({model.members}); got {len(members)}")
+    lr, wd = config.per_member(model.members)
     device = pick_device(config.device)
     if device.type == "mps" and config.dtype == "float64":
         device = torch.device("cpu")  # MPS has no float64
     dtype = DTYPES[config.dtype]
-    model = model.to(device=device, dtype=dtype)
+    model.to(device=device, dtype=dtype)
     data = data.to(device, dtype)
-    params = list(model.parameters())
-    optimizer = EnsembleOptimizer(
-        params,
-        config.optimizer,
-        lr=torch.tensor(lr, device=device),
-        weight_decay=torch.tensor(wd, device=device),
-        betas=config.betas,
-        eps=config.eps,
-        momentum=config.momentum,
-        perpendicular=config.perpendicular_grad,
-    )
-    schedule = set(eval_schedule(config.steps, config.eval_every, config.eval_log_points).tolist())
-    batches = _batches(data, config.batch_size, config.seed)
-    records: dict[str, list[np.ndarray]] = {}
-    steps_seen: list[int] = []
-    show = config.progress if config.progress is not None else os.environ.get("GENLIB_PROGRESS", "1") != "0"
-    bar = tqdm(total=config.steps, disable=not show, desc="training", unit="step", leave=False)
-    started = time.perf_counter()
-
-    def record(step: int) -> None:
-        values = evaluate(model, data, config.loss)
-        for name, fn in (extra_metrics or {}).items():
-            values[name] = fn(model)
-        for name, v in values.items():
-            records.setdefault(name, []).append(v.detach().float().cpu().numpy())
-        steps_seen.append(step)
-        if "test_acc" in values:
-            bar.set_postfix(train=f"{values['train_acc'].median():.2f}", test=f"{values['test_acc'].median():.2f}")
-
-    block = member_block(model, config.batch_size or data.train_idx.shape[1], device, config.member_block)
-    record(0)
     if penalty is not None:
         penalty = penalty.to(device, dtype)
+    optimizer = EnsembleOptimizer(
+        list(model.parameters()), config.optimizer, lr=torch.tensor(lr, device=device),
+        weight_decay=torch.tensor(wd, device=device), betas=config.betas, eps=config.eps,
+        momentum=config.momentum, perpendicular=config.perpendicular_grad,
+    )
+    block = member_block(model, config.batch_size or data.train_idx.shape[1], device, config.member_block)
+    bar = tqdm(total=config.steps, disable=not show_progress(config.progress), desc="training", unit="step",
+               leave=False)
+    record = _Recorder(model, data, config.loss, extra_metrics or {}, bar)
+    started = time.perf_counter()
+    _loop(model, data, config, optimizer, block, penalty, record)
+    bar.close()
+
+    labels = [{"seed": s, "lr": lr[i], "weight_decay": wd[i], "output_scale": model.output_scales[i]}
+              | (members[i] if members is not None else {}) for i, s in enumerate(model.seeds)]
+    meta = {
+        "config": {k: v for k, v in asdict(config).items() if k != "progress"},
+        "device": device.type,
+        "member_block": block,
+        "seconds": time.perf_counter() - started,
+        "data": data.description,
+        "model": type(model).__name__,
+    }
+    return History(np.array(record.steps), record.metrics(), labels, meta)
+
+
+def _loop(model, data, config: TrainConfig, optimizer, block: int, penalty, record: _Recorder) -> None:
+    """The training steps, with an evaluation at step 0 and at every step of the schedule."""
+    schedule = set(eval_schedule(config.steps, config.eval_every, config.eval_log_points).tolist())
+    batches = _batches(data, config.batch_size, config.seed)
+    record(0)
     torch.manual_seed(config.seed)  # reseeds the global generator: the same dropout masks every run
     model.train()
     for step in range(1, config.steps + 1):
@@ -254,23 +307,6 @@ def train(
         optimizer.step()
         if step in schedule:
             record(step)
-            bar.update(step - bar.n)
-    bar.close()
-
-    members = [
-        {"seed": s, "lr": lr[i], "weight_decay": wd[i], "output_scale": model.output_scales[i]}
-        for i, s in enumerate(model.seeds)
-    ]
-    meta = {
-        "config": {k: v for k, v in asdict(config).items() if k not in ("progress",)},
-        "device": device.type,
-        "member_block": block,
-        "seconds": time.perf_counter() - started,
-        "data": data.description,
-        "model": type(model).__name__,
-    }
-    metrics = {k: np.stack(v) for k, v in records.items()}
-    return History(np.array(steps_seen), metrics, members, meta)
 
 
 def _batches(data: TaskData, batch_size: int | None, seed: int):

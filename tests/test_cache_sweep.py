@@ -1,11 +1,13 @@
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 
 from genlib.cache import cache_key, cache_path, cached
+from genlib.experiment import Experiment
 from genlib.history import History
-from genlib.sweep import grid, sweep
+from genlib.sweep import is_cached, sweep
 
 
 def fake_history(value: float) -> History:
@@ -17,6 +19,25 @@ def test_save_and_load_round_trip(tmp_path):
     h.save(tmp_path / "h.npz")
     back = History.load(tmp_path / "h.npz")
     assert np.array_equal(back["test_acc"], h["test_acc"]) and back.members == h.members and back.meta == h.meta
+    assert back.axis_name == "step" and np.array_equal(back.steps, h.steps)
+
+
+def test_named_axis_and_member_arrays_survive_storage_and_selection(tmp_path):
+    h = History(np.array([10, 20]), {"mse": np.ones((2, 2))}, [{"seed": 0}, {"seed": 1}], axis_name="features",
+                arrays={"fit": np.array([[1.0, 2.0], [3.0, 4.0]])})
+    h.save(tmp_path / "h.npz")
+    back = History.load(tmp_path / "h.npz")
+    assert back.axis_name == "features" and back.axis.tolist() == [10, 20]
+    assert back.select(seed=1).arrays["fit"].tolist() == [[3.0, 4.0]]
+    with pytest.raises(AttributeError, match="features"):
+        back.steps  # noqa: B018 - a feature axis is not a step axis
+
+
+def test_median_and_band_summarize_over_members():
+    h = History(np.arange(2), {"acc": np.array([[0.1, 0.5, 0.9], [0.2, np.nan, 0.4]])}, [{"seed": s} for s in range(3)])
+    median, low, high = h.band("acc")
+    assert median.tolist() == [0.5, pytest.approx(0.3)] and low.tolist() == [0.1, 0.2] and high.tolist() == [0.9, 0.4]
+    assert np.array_equal(h.median("acc"), median)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
@@ -63,67 +84,70 @@ def test_key_depends_on_name_config_and_version(monkeypatch):
     assert cache_key("exp", {"a": 1}) != k
 
 
-def run_point(config):
-    if config.get("fail"):
-        raise RuntimeError("interrupted")
-    return fake_history(config["wd"] * 10 + config["fraction"])
+@dataclass(frozen=True)
+class Point(Experiment):
+    """A stand-in experiment: its result encodes its fields; ``fail`` raises like an interruption."""
+
+    wd: float = 0.0
+    fraction: float = 0.5
+    fail: bool = False
+
+    def compute(self) -> History:
+        if self.fail:
+            raise KeyboardInterrupt
+        return fake_history(self.wd * 10 + self.fraction)
 
 
 def test_interrupted_sweep_resumes():
-    configs = grid(wd=[0, 1], fraction=[0.3, 0.5])
-    calls = []
-
-    def flaky(config):
-        calls.append(config)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return run_point(config)
-
+    points = [Point(wd, fraction) for wd in (0, 1) for fraction in (0.3, 0.5)]
+    interrupted = points[:2] + [replace(points[2], fail=True)] + points[3:]
     with pytest.raises(KeyboardInterrupt):
-        sweep(flaky, configs, name="s")
-    calls.clear()
-    results = sweep(flaky, configs, name="s")
-    assert len(calls) == 2, "the two finished points are read back, the other two computed"
+        sweep(interrupted)
+    assert [is_cached(p) for p in points] == [True, True, False, False], "finished points are kept"
+    results = sweep(points)
     assert [r.final("test_acc")[0] for r in results] == [0.3, 0.5, 10.3, 10.5]
 
 
-def test_sweep_with_an_executor_matches_serial():
-    configs = grid(wd=[0, 1, 2], fraction=[0.5])
-    with ThreadPoolExecutor(2) as pool:
-        parallel = sweep(run_point, configs, name="p", executor=pool)
-    serial = sweep(run_point, configs, name="q")
-    assert [h.final("test_acc")[0] for h in parallel] == [h.final("test_acc")[0] for h in serial]
+def test_sweep_in_worker_processes_matches_serial(tmp_path):
+    points = [Point(wd) for wd in (0, 1, 2)]
+    with ProcessPoolExecutor(2) as pool:  # experiments and Histories cross process boundaries by pickling
+        parallel = sweep(points, executor=pool, directory=tmp_path / "parallel")
+    serial = sweep(points, directory=tmp_path / "serial")
+    assert [h.final("test_acc")[0] for h in parallel] == [h.final("test_acc")[0] for h in serial] == [0.5, 10.5, 20.5]
+    assert len(list((tmp_path / "parallel").rglob("*.npz"))) == 3, "each point cached once"
 
 
 def test_bad_sweep_inputs():
-    with pytest.raises(ValueError, match="configs"):
-        sweep(run_point, [])
-    with pytest.raises(ValueError, match="wd"):
-        grid(wd=[])
+    with pytest.raises(ValueError, match="experiments"):
+        sweep([])
     with pytest.raises(ValueError, match="config"):
         cache_key("x", {"f": object()})
 
 
-def test_fingerprint_ignores_view_only_modules(tmp_path, monkeypatch):
+def test_fingerprint_ignores_view_only_modules_and_other_chapters(tmp_path, monkeypatch):
     import genlib.cache as cache
 
     fake = tmp_path / "genlib"
-    fake.mkdir()
+    (fake / "experiments").mkdir(parents=True)
     (fake / "train.py").write_text("a = 1")
     (fake / "plots.py").write_text("b = 1")
+    chapter, other = fake / "experiments" / "one.py", fake / "experiments" / "two.py"
+    chapter.write_text("c = 1")
+    other.write_text("d = 1")
     monkeypatch.setattr(cache, "__file__", str(fake / "cache.py"))
-    cache.source_fingerprint.cache_clear()
-    before = cache.source_fingerprint()
+
+    def fingerprint(path):
+        cache.source_fingerprint.cache_clear()
+        return cache.source_fingerprint(str(path))
+
+    before = fingerprint(chapter)
     (fake / "plots.py").write_text("b = 2")
-    cache.source_fingerprint.cache_clear()
-    assert cache.source_fingerprint() == before, "a plotting change should not invalidate results"
+    assert fingerprint(chapter) == before, "a plotting change should not invalidate results"
+    other.write_text("d = 2")
+    assert fingerprint(chapter) == before, "another chapter's change should not invalidate this chapter's results"
+    chapter.write_text("c = 2")
+    assert fingerprint(chapter) != before, "a change of this chapter's file should"
+    changed = fingerprint(chapter)
     (fake / "train.py").write_text("a = 2")
+    assert fingerprint(chapter) != changed, "a training change should"
     cache.source_fingerprint.cache_clear()
-    assert cache.source_fingerprint() != before, "a training change should"
-    cache.source_fingerprint.cache_clear()
-
-
-def test_as_tuples_restores_nested_tuples():
-    from genlib.sweep import as_tuples
-
-    assert as_tuples({"a": [1, [2, 3]], "b": "x", "c": {"d": [4]}}) == {"a": (1, (2, 3)), "b": "x", "c": {"d": (4,)}}

@@ -85,7 +85,7 @@ def test_label_noise_check(capsys):
 
 def test_spectral_centroid_check(capsys):
     from genlib.exercises import check_spectral_centroid
-    from genlib.experiments.spectral import spectral_centroid
+    from genlib.metrics import spectral_centroid
 
     def unmirrored(outputs):
         spectrum = torch.fft.rfft(outputs - outputs.mean(-1, keepdim=True), dim=-1).abs()[:, 1:]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from genlib.data import modular_arithmetic, quadratic_teacher
+from genlib.data import digits, modular_arithmetic, quadratic_teacher
 from genlib.models import MLP, EmbeddingMLP
 from genlib.train import TrainConfig, eval_schedule, train
 
@@ -66,28 +66,55 @@ def test_eval_schedule_has_ends_and_early_points():
     assert s[0] == 0 and s[-1] == 1000 and 1 in s and 300 in s and len(set(s)) == len(s)
 
 
-@pytest.mark.parametrize("config, name", [
-    (TrainConfig(steps=0), "steps"),
-    (TrainConfig(weight_decay=-0.1), "weight_decay"),
-    (TrainConfig(lr=0.0), "lr"),
-    (TrainConfig(lr=[1e-3]), "lr"),
-    (TrainConfig(optimizer="adam8bit"), "optimizer"),
-    (TrainConfig(loss="hinge"), "loss"),
-    (TrainConfig(dtype="float16"), "dtype"),
-    (TrainConfig(batch_size=0), "batch_size"),
-    (TrainConfig(device="tpu"), "device"),
+@pytest.mark.parametrize("settings, name", [
+    (dict(steps=0), "steps"),
+    (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(lr=0.0), "lr"),
+    (dict(lr=[1e-3, -1.0]), "lr"),
+    (dict(optimizer="adam8bit"), "optimizer"),
+    (dict(loss="hinge"), "loss"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(device="tpu"), "device"),
 ])
-def test_bad_training_config(config, name):
-    data, model = small()
+def test_bad_training_config_is_refused_when_built(settings, name):
     with pytest.raises(ValueError, match=name) as err:
-        train(model, data, config)
+        TrainConfig(**settings)
     assert "got" in str(err.value)
+
+
+def test_one_value_per_member_is_counted_in_train():
+    data, model = small()
+    with pytest.raises(ValueError, match="lr"):
+        train(model, data, TrainConfig(lr=[1e-3] * (model.members + 1)))
 
 
 def test_members_must_match_data():
     data, _ = small(seeds=(0, 1))
     with pytest.raises(ValueError, match="member"):
         train(EmbeddingMLP(11, [0, 1, 2]), data)
+
+
+def test_model_sizes_must_match_the_data():
+    mod7 = modular_arithmetic(p=7, seeds=[0])
+    with pytest.raises(ValueError, match=r"outputs \(11\) must equal data.num_classes; got 7"):
+        train(EmbeddingMLP(11, [0], embed_dim=4, hidden=(8,)), mod7)
+    with pytest.raises(ValueError, match="vocabulary"):
+        train(EmbeddingMLP(5, [0], embed_dim=4, hidden=(8,)), mod7)
+    digits_data = digits(50, [0])
+    with pytest.raises(ValueError, match=r"in_dim \(63\)"):
+        train(MLP(63, (8,), 10, [0]), digits_data)
+    with pytest.raises(ValueError, match=r"outputs \(3\)"):
+        train(MLP(64, (8,), 3, [0]), digits_data)
+
+
+def test_member_labels_are_recorded_for_selection():
+    data, model = small(seeds=(0, 1))
+    labels = [{"noise": 0.1, "seed": 0}, {"noise": 0.2, "seed": 1}]
+    h = train(model, data, TrainConfig(steps=2), members=labels)
+    assert h.select(noise=0.2).members[0]["seed"] == 1 and h.labels("noise") == [0.1, 0.2]
+    with pytest.raises(ValueError, match="members"):
+        train(model, data, TrainConfig(steps=2), members=labels[:1])
 
 
 @pytest.mark.parametrize("make", [
