@@ -61,6 +61,17 @@ class Experiment:
         """Every member's value of one label, in member order (e.g. the seeds to build a model)."""
         return [m[label] for m in self.members()]
 
+    def sweep_over(self, base: type[Experiment], field: str, values) -> list:
+        """One ``base`` experiment per value of ``field``, with this experiment's other fields.
+
+        For a sweep over separate ensembles declared as a subclass (a grid with its own sizes):
+        each point is a plain ``base`` instance, so its cached run does not depend on the grid.
+        """
+        names = [f.name for f in fields(base)]
+        if field not in names:
+            raise ValueError(f"field must name a field of {base.__name__}; got {field!r}")
+        return [base(**{n: getattr(self, n) for n in names} | {field: v}) for v in values]
+
     # --- what a training experiment declares ---
 
     def build(self) -> tuple[TaskData, Ensemble, TrainConfig]:

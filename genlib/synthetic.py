@@ -1,40 +1,13 @@
 """Synthetic tasks of the simplicity-bias chapter, each a TaskData whose extra subsets are the
 chapter's probes (randomized features, Gaussian clones, conflicting cues), so that training
-measures them at every evaluation. Every seed draws its own data set: its own block of rows.
+measures them at every evaluation. Every seed draws its own data set (per-member inputs).
 """
 from __future__ import annotations
 
 import torch
 
-from ._validate import check_float, check_int
-from .data import TaskData, _check_seeds, _digit_inputs, _load_digits
-
-
-def _stack_blocks(blocks: list[dict[str, tuple[torch.Tensor, torch.Tensor]]], num_classes: int,
-                  description: str) -> TaskData:
-    """Per-seed blocks {set name: (x, y)} -> one TaskData; 'train' and 'test' become the splits,
-    every other name a subset evaluated during training."""
-    names = list(blocks[0])
-    sizes = {name: len(blocks[0][name][1]) for name in names}
-    per_seed = sum(sizes.values())
-    x = torch.cat([torch.cat([b[name][0] for name in names]) for b in blocks])
-    y = torch.zeros(len(blocks), len(x), dtype=torch.long)
-    index: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    for i, block in enumerate(blocks):
-        start = i * per_seed
-        for name in names:
-            rows = torch.arange(start, start + sizes[name])
-            y[i, rows] = block[name][1]
-            index[name].append(rows)
-            start += sizes[name]
-    stacked = {name: torch.stack(rows) for name, rows in index.items()}
-    return TaskData(x=x, y=y, train_idx=stacked.pop("train"), test_idx=stacked.pop("test"),
-                    num_classes=num_classes, subsets=stacked, description=description)
-
-
-def _per_seed(block, seeds: list[int]) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-    """One data block per seed, each drawn from its own generator."""
-    return [block(torch.Generator().manual_seed(seed)) for seed in seeds]
+from ._validate import check_float, check_int, check_seeds
+from .data import TaskData, digit_inputs, load_digits
 
 
 def _slab_coordinate(y: torch.Tensor, slabs: int, margin: float, g: torch.Generator) -> torch.Tensor:
@@ -67,7 +40,7 @@ def lms(
     check_int("n_train", n_train, low=2)
     check_int("n_test", n_test, low=2)
     check_float("margin", margin, 0.0, 2 / (slabs - 1), high_open=True)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
 
     def block(g: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
@@ -95,7 +68,8 @@ def lms(
             "slabs_randomized": (shuffled(z_test, slice(1, None)) @ rotation, y_test),
         }
 
-    return _stack_blocks(_per_seed(block, seeds), 2, f"LMS, 1 linear + {dims - 1} {slabs}-slab coordinates")
+    return TaskData.from_blocks([block(torch.Generator().manual_seed(seed)) for seed in seeds], 2,
+                                f"LMS, 1 linear + {dims - 1} {slabs}-slab coordinates")
 
 
 def cued_digits(
@@ -112,9 +86,9 @@ def cued_digits(
     """
     check_int("n_train", n_train, low=1, high=1500)
     check_float("cue_strength", cue_strength, 0.0)
-    seeds = _check_seeds(seeds)
-    pixels, labels = _load_digits()
-    x = _digit_inputs("real", pixels)
+    seeds = check_seeds(seeds)
+    pixels, labels = load_digits()
+    x = digit_inputs("real", pixels)
 
     def cue(classes: torch.Tensor) -> torch.Tensor:
         c = torch.zeros(len(classes), 64)
@@ -134,7 +108,8 @@ def cued_digits(
             "digit_only": (x[test], labels[test]),
         }
 
-    return _stack_blocks(_per_seed(block, seeds), 10, f"digits with a class cue of strength {cue_strength}")
+    return TaskData.from_blocks([block(torch.Generator().manual_seed(seed)) for seed in seeds], 10,
+                                f"digits with a class cue of strength {cue_strength}")
 
 
 def cumulant_classes(
@@ -155,7 +130,7 @@ def cumulant_classes(
     """
     check_int("higher_order_dims", higher_order_dims, low=1)
     check_float("variance_ratio", variance_ratio, 0.0, low_open=True)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
 
     def block(g: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
@@ -181,7 +156,8 @@ def cumulant_classes(
         train, test = draw(n_train), draw(n_test)
         return {"train": train, "test": test, "clone": clone(*test)}
 
-    return _stack_blocks(_per_seed(block, seeds), 2, "classes differing in mean, covariance and higher cumulants")
+    return TaskData.from_blocks([block(torch.Generator().manual_seed(seed)) for seed in seeds], 2,
+                                "classes differing in mean, covariance and higher cumulants")
 
 
 def two_cues(
@@ -204,7 +180,7 @@ def two_cues(
             raise ValueError(f"{name} must be a pair (feature a, feature b); got {pair!r}")
         for v in pair:
             check_float(name, v, 0.0, high, low_open=True)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
 
     def block(g: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
@@ -218,4 +194,5 @@ def two_cues(
 
         return {"train": draw(n_train), "test": draw(n_test), "conflict": draw(n_test, conflict=True)}
 
-    return _stack_blocks(_per_seed(block, seeds), 2, f"two cues: predictivity {predictivity}, amplitude {amplitude}")
+    return TaskData.from_blocks([block(torch.Generator().manual_seed(seed)) for seed in seeds], 2,
+                                f"two cues: predictivity {predictivity}, amplitude {amplitude}")

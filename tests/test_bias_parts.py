@@ -6,14 +6,22 @@ import numpy as np
 import pytest
 import torch
 
-from genlib.experiments.spectral import SinusoidSetup, fourier_features, run_sinusoids, sinusoid_data, spectral_centroid
+from genlib.data import fourier_features
+from genlib.experiments.spectral import SinusoidSetup
+from genlib.metrics import spectral_centroid
 from genlib.models import MLP
 from genlib.synthetic import cued_digits, cumulant_classes, lms, two_cues
 
 
+def member_set(data, name, member=0):
+    """(inputs, labels) of one member's named set ('train', 'test' or a subset)."""
+    idx = data.eval_sets()[name]
+    return data.inputs(idx)[member], data.y[member, idx[member]]
+
+
 def test_lms_coordinates_each_predict_the_label():
     data = lms(2000, 500, slabs=5, dims=6, seeds=[0])
-    x, y = data.x[data.train_idx[0]], data.y[0, data.train_idx[0]]
+    x, y = member_set(data, "train")
     assert data.subsets["linear_randomized"].shape == (1, 500)
     assert (x.norm(dim=1) <= math.sqrt(6) + 1e-4).all(), "a rotation keeps points in the [-1, 1]^d cube's ball"
     balance = y.float().mean()
@@ -22,8 +30,8 @@ def test_lms_coordinates_each_predict_the_label():
 
 def test_lms_randomization_keeps_marginals_and_labels():
     data = lms(100, 400, slabs=3, dims=4, seeds=[1])
-    test, shuffled = data.x[data.test_idx[0]], data.x[data.subsets["slabs_randomized"][0]]
-    assert torch.equal(data.y[0, data.test_idx[0]], data.y[0, data.subsets["slabs_randomized"][0]])
+    (test, y), (shuffled, y_shuffled) = member_set(data, "test"), member_set(data, "slabs_randomized")
+    assert torch.equal(y, y_shuffled)
     assert torch.allclose(test.mean(0), shuffled.mean(0), atol=1e-5), "shuffling keeps each coordinate's values"
     with pytest.raises(ValueError, match="margin"):
         lms(slabs=5, margin=0.6)
@@ -31,18 +39,16 @@ def test_lms_randomization_keeps_marginals_and_labels():
 
 def test_cued_digits_probes():
     data = cued_digits(200, 4.0, seeds=[0])
-    cue_only = data.x[data.subsets["cue_only"][0]]
-    labels = data.y[0, data.subsets["cue_only"][0]]
+    cue_only, labels = member_set(data, "cue_only")
     assert torch.equal(cue_only.argmax(1), labels), "the bright pixel's position is the class"
-    conflict = data.x[data.subsets["cue_conflict"][0]] - data.x[data.subsets["digit_only"][0]]
-    assert torch.equal(conflict.argmax(1), data.y[0, data.subsets["cue_conflict"][0]])
-    assert not torch.equal(data.y[0, data.subsets["cue_conflict"][0]], data.y[0, data.test_idx[0]])
+    (conflict, conflict_labels), (digit, _) = member_set(data, "cue_conflict"), member_set(data, "digit_only")
+    assert torch.equal((conflict - digit).argmax(1), conflict_labels)
+    assert not torch.equal(conflict_labels, member_set(data, "test")[1])
 
 
 def test_cumulant_classes_clone_matches_two_moments():
     data = cumulant_classes(2000, 4000, seeds=[0])
-    x, y = data.x[data.test_idx[0]], data.y[0, data.test_idx[0]]
-    xc, yc = data.x[data.subsets["clone"][0]], data.y[0, data.subsets["clone"][0]]
+    (x, y), (xc, yc) = member_set(data, "test"), member_set(data, "clone")
     for c in (0, 1):
         assert torch.allclose(x[y == c].mean(0), xc[yc == c].mean(0), atol=0.1)
         assert torch.allclose(torch.cov(x[y == c].T), torch.cov(xc[yc == c].T), atol=0.15)
@@ -52,7 +58,7 @@ def test_cumulant_classes_clone_matches_two_moments():
 
 def test_two_cues_conflict_labels_follow_a():
     data = two_cues(100, 300, (0.8, 0.9), (2.0, 0.5), noise_dims=3, seeds=[0])
-    x, y = data.x[data.subsets["conflict"][0]], data.y[0, data.subsets["conflict"][0]]
+    x, y = member_set(data, "conflict")
     assert torch.equal((x[:, 0] > 0).long(), y) and torch.equal((x[:, 1] < 0).long(), y)
     with pytest.raises(ValueError, match="predictivity"):
         two_cues(predictivity=(0.8,))
@@ -82,12 +88,36 @@ def test_fourier_features_and_sinusoid_residuals_start_at_one():
     f = fourier_features(x, 3.0, 8)
     assert f.shape == (10, 16) and torch.allclose(f[:, :8] ** 2 + f[:, 8:] ** 2, torch.ones(10, 8))
     s = SinusoidSetup(points=64, hidden=(16,), steps=2, seeds=(0, 1))
-    assert sinusoid_data(s).y.shape == (2, 64)
-    run = run_sinusoids([s])[0]
+    data = s.data()
+    assert data.x.shape == (128, 1) and data.y.shape == (2, 128), "inputs shared; train and test: the same points"
+    run = s.run()
     assert np.allclose(run["residual_1"][0], 1.0, atol=0.3), "an untrained network has fitted (almost) nothing"
+    assert run.arrays["fit"].shape == run.arrays["target"].shape == (2, 64)
+    assert run.labels("seed") == [0, 1]
+
+
+def test_synthetic_tasks_draw_one_data_set_per_seed():
+    data = two_cues(50, 60, noise_dims=2, seeds=[0, 1])
+    assert data.per_member_inputs and data.x.shape == (2, 50 + 60 + 60, 4)
+    assert torch.equal(data.x[1], two_cues(50, 60, noise_dims=2, seeds=[1]).x), "a member's data: its seed's alone"
 
 
 @pytest.mark.parametrize("kw, name", [(dict(scale=0.0), "scale"), (dict(features=0), "features")])
 def test_bad_fourier_feature_arguments(kw, name):
     with pytest.raises(ValueError, match=name):
         fourier_features(torch.zeros(3, 1), **({"scale": 1.0, "features": 4} | kw))
+
+
+def test_sweeps_are_plain_setups_and_closed_form_axes_are_named():
+    from genlib.experiments.simplicity import CueSetup, CueSweep
+    from genlib.experiments.spectral import RedshiftSetup, SnakeComparison, SnakeSetup
+
+    cues = CueSweep(cue_strengths=(0.0, 6.0), steps=7).setups()
+    assert list(cues) == [0.0, 6.0] and all(type(s) is CueSetup and s.steps == 7 for s in cues.values())
+    assert cues[6.0].cue_strength == 6.0
+    snakes = SnakeComparison().setups()
+    assert all(type(s) is SnakeSetup and s.activation == a for a, s in snakes.items())
+    redshift = RedshiftSetup(activations=("sin",), weight_scales=(1.0, 2.0), width=8, points=64, draws=2).compute()
+    assert redshift.axis_name == "weight scale" and redshift["centroid"].shape == (2, 2)
+    with pytest.raises(AttributeError, match="weight scale"):
+        _ = redshift.steps

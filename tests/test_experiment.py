@@ -63,3 +63,16 @@ def test_from_blocks_keeps_equal_inputs_shared_and_others_per_member():
     inputs, targets = own.batch(own.subsets["first"])
     assert inputs[:, 0, 0].tolist() == [0.0, 101.0], "each member reads its own rows"
     assert np.array_equal(own.inputs(own.test_idx)[1, :, 0].numpy(), np.arange(106, 110))
+
+
+@dataclass(frozen=True)
+class TinyGrid(TinyGrok):
+    ps: tuple[int, ...] = (5, 7)
+
+
+def test_sweep_over_a_grid_gives_plain_base_experiments():
+    points = TinyGrid(steps=2).sweep_over(TinyGrok, "p", (5, 7))
+    assert [type(p) for p in points] == [TinyGrok, TinyGrok] and [p.p for p in points] == [5, 7]
+    assert points[0].steps == 2, "the grid's other fields carry over"
+    with pytest.raises(ValueError, match="field must name a field of TinyGrok; got 'ps'"):
+        TinyGrid().sweep_over(TinyGrok, "ps", (1,))

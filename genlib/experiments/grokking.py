@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from ..data import modular_arithmetic, quadratic_teacher
 from ..experiment import Experiment
@@ -56,11 +56,6 @@ class GrokSetup(Experiment):
         return {"fourier": lambda m: fourier_concentration(m.token_embedding())}
 
 
-def as_grok_setup(setup: GrokSetup) -> GrokSetup:
-    """The plain GrokSetup with the same fields (so that one cell's cache does not depend on its grid)."""
-    return GrokSetup(**{f.name: getattr(setup, f.name) for f in fields(GrokSetup)})
-
-
 @dataclass(frozen=True)
 class PhaseDiagram(GrokSetup):
     """Section 2: training fraction x weight decay, every fraction one ensemble."""
@@ -74,7 +69,7 @@ class PhaseDiagram(GrokSetup):
 
     def cells(self) -> list[GrokSetup]:
         """One GrokSetup per training fraction, all weight decays and seeds as its members."""
-        return [replace(as_grok_setup(self), train_fraction=f) for f in self.fractions]
+        return self.sweep_over(GrokSetup, "train_fraction", self.fractions)
 
 
 @dataclass(frozen=True)
