@@ -76,3 +76,13 @@ def test_sweep_over_a_grid_gives_plain_base_experiments():
     assert points[0].steps == 2, "the grid's other fields carry over"
     with pytest.raises(ValueError, match="field must name a field of TinyGrok; got 'ps'"):
         TinyGrid().sweep_over(TinyGrok, "ps", (1,))
+
+
+def test_glue_prints_the_number_and_returns_a_plain_value(capsys, monkeypatch):
+    import sys
+
+    from genlib.prose import glue
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # as on Colab: no myst-nb, printing only
+    value = glue("delay", np.float64(26.4), ".0f")
+    assert type(value) is float and capsys.readouterr().out == "delay = 26\n"
