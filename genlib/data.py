@@ -6,22 +6,24 @@ used for full-batch or minibatch training by :func:`genlib.train.train`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import check_choice, check_float, check_int, check_seeds
 
 OPERATIONS = ("+", "-", "*", "/")
 
 
 @dataclass
 class TaskData:
-    """Inputs shared across members; labels and splits per member.
+    """Inputs, and per member its labels and its own train/test split.
 
-    x: (N, ...) inputs (token ids or features); y: (S, N) class labels or (S, N, k) targets;
-    train_idx: (S, n_train) and test_idx: (S, n_test) indices into N; subsets: extra named index
-    sets (S, n_subset) that training also evaluates (e.g. the corrupted training examples).
+    x: (N, ...) inputs shared by every member, or (S, N, ...) one set per member
+    (``per_member_inputs``: each member's own data set); y: (S, N) class labels or (S, N[, k])
+    targets; train_idx: (S, n_train) and test_idx: (S, n_test) indices into N; subsets: extra named
+    index sets (S, n_subset) that training also evaluates (e.g. the corrupted training examples).
     """
 
     x: torch.Tensor
@@ -31,14 +33,21 @@ class TaskData:
     num_classes: int | None = None
     subsets: dict[str, torch.Tensor] = field(default_factory=dict)
     description: str = ""
+    per_member_inputs: bool = False
 
     @property
     def members(self) -> int:
         return self.y.shape[0]
 
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """Inputs (S, B, ...) for per-member indices idx (S, B)."""
+        if self.per_member_inputs:
+            return self.x[torch.arange(len(idx), device=idx.device)[:, None], idx]
+        return self.x[idx]
+
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (S, B, ...) and targets (S, B[, k]) for per-member indices idx (S, B)."""
-        return self.x[idx], self.y[torch.arange(len(idx), device=idx.device)[:, None], idx]
+        return self.inputs(idx), self.y[torch.arange(len(idx), device=idx.device)[:, None], idx]
 
     def eval_sets(self) -> dict[str, torch.Tensor]:
         """Named index sets to evaluate: train, test and any extra subsets."""
@@ -59,6 +68,44 @@ class TaskData:
             test_idx=self.test_idx.to(device),
             subsets={k: v.to(device) for k, v in self.subsets.items()},
         )
+
+    @classmethod
+    def from_blocks(
+        cls,
+        blocks: list[dict[str, tuple[torch.Tensor, torch.Tensor]]],
+        num_classes: int | None = None,
+        description: str = "",
+        subsets: dict[str, list[torch.Tensor]] | None = None,
+    ) -> TaskData:
+        """One data set per member, each given as named sets {name: (x, y)}; 'train' and 'test'
+        become the splits, every other name a subset evaluated during training. Every member's
+        sets have the same sizes. Inputs equal for every member stay shared (N, ...); otherwise
+        they are per member (S, N, ...). ``subsets`` adds index sets into a member's 'train'
+        rows (one (n,) tensor per member), e.g. its relabelled examples."""
+        if not blocks or "train" not in blocks[0] or "test" not in blocks[0]:
+            raise ValueError("blocks must hold one dict per member with at least 'train' and 'test' sets")
+        names = list(blocks[0])
+        xs = [torch.cat([block[name][0] for name in names]) for block in blocks]
+        y = torch.stack([torch.cat([block[name][1] for name in names]) for block in blocks])
+        shared = all(torch.equal(x, xs[0]) for x in xs[1:])
+        index, start = {}, 0
+        for name in names:
+            size = len(blocks[0][name][1])
+            index[name] = torch.arange(start, start + size).expand(len(blocks), -1).clone()
+            start += size
+        index.update({name: torch.stack(rows) + index["train"][:, :1] for name, rows in (subsets or {}).items()})
+        return cls(x=xs[0] if shared else torch.stack(xs), y=y, train_idx=index.pop("train"),
+                   test_idx=index.pop("test"), num_classes=num_classes, subsets=index,
+                   description=description, per_member_inputs=not shared)
+
+
+def fourier_features(x: torch.Tensor, scale: float, features: int, seed: int = 0) -> torch.Tensor:
+    """[cos 2 pi B x, sin 2 pi B x] for x (N, 1), B ~ N(0, scale^2) drawn from ``seed`` (Tancik et
+    al. 2020's random Fourier features; spectral-bias chapter)."""
+    check_float("scale", scale, 0.0, low_open=True)
+    check_int("features", features, low=1)
+    b = torch.randn(1, features, generator=torch.Generator().manual_seed(seed)) * scale
+    return torch.cat([torch.cos(2 * math.pi * x @ b), torch.sin(2 * math.pi * x @ b)], 1)
 
 
 def _modular_table(p: int, op: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +144,7 @@ def modular_arithmetic(
         raise ValueError(f"p must be prime for op='/'; got {p!r}")
     check_float("train_fraction", train_fraction, 0.0, 1.0, low_open=True, high_open=True)
     check_float("corrupt_fraction", corrupt_fraction, 0.0, 1.0, high_open=True)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
 
     x, c = _modular_table(p, op)
     n = len(c)
@@ -163,8 +210,9 @@ DIGITS_IMAGES = 1797
 INPUT_KINDS = ("real", "shuffled pixels", "random pixels", "gaussian")
 
 
-def _digit_inputs(kind: str, pixels: torch.Tensor) -> torch.Tensor:
-    """The digits' inputs, or one of Zhang et al.'s corruptions of them (seeded, so fixed)."""
+def digit_inputs(kind: str, pixels: torch.Tensor) -> torch.Tensor:
+    """The digits' pixels (as :func:`load_digits` gives them) centred and each image rescaled to norm
+    sqrt(64), or first turned into one of Zhang et al.'s corruptions of them (seeded, so fixed)."""
     g = torch.Generator().manual_seed(2017)
     if kind == "shuffled pixels":  # one permutation of the 64 pixels, the same for every image
         pixels = pixels[:, torch.randperm(pixels.shape[1], generator=g)]
@@ -177,10 +225,11 @@ def _digit_inputs(kind: str, pixels: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True) * x.shape[1] ** 0.5
 
 
-def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn; imported only when used
+def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled 8x8 digits: pixels (1797, 64) in [0, 1] and labels (1797,)."""
+    from sklearn import datasets  # bundled with scikit-learn; imported only when used
 
-    pixels, labels = load_digits(return_X_y=True)
+    pixels, labels = datasets.load_digits(return_X_y=True)
     return torch.tensor(pixels, dtype=torch.float32) / 16, torch.tensor(labels)
 
 
@@ -200,10 +249,10 @@ def digits(
     check_int("n_train", n_train, low=1, high=DIGITS_IMAGES - 1)
     check_int("n_val", n_val, low=0, high=DIGITS_IMAGES - 1 - n_train)
     check_float("corrupt_fraction", corrupt_fraction, 0.0, 1.0)
-    seeds = _check_seeds(seeds)
-    pixels, labels = _load_digits()
+    seeds = check_seeds(seeds)
+    pixels, labels = load_digits()
     return _split_and_corrupt(
-        _digit_inputs("real", pixels), labels, 10, seeds, n_train, corrupt_fraction, n_val,
+        digit_inputs("real", pixels), labels, 10, seeds, n_train, corrupt_fraction, n_val,
         description=f"digits, {n_train} training images, {corrupt_fraction:.0%} relabelled",
     )
 
@@ -225,11 +274,11 @@ def randomized_digits(
     for kind, noise in conditions:
         check_choice("inputs", kind, INPUT_KINDS)
         check_float("label noise", noise, 0.0, 1.0)
-    seeds = _check_seeds(seeds)
-    pixels, _ = _load_digits()
+    seeds = check_seeds(seeds)
+    pixels, _ = load_digits()
     kinds = sorted({kind for kind, _ in conditions}, key=INPUT_KINDS.index)
     offset = {kind: i * DIGITS_IMAGES for i, kind in enumerate(kinds)}  # one block of rows per kind
-    x = torch.cat([_digit_inputs(kind, pixels) for kind in kinds])
+    x = torch.cat([digit_inputs(kind, pixels) for kind in kinds])
     ys, trains, tests = [], [], []
     for kind, noise in conditions:
         labelled = digits(n_train, seeds, noise)
@@ -250,7 +299,7 @@ def quadratic_teacher(
     check_int("dim", dim, low=1)
     check_int("n_train", n_train, low=1)
     check_int("n_test", n_test, low=1)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     # One shared input pool (so x stays shared); each member draws its own teacher direction.
     g = torch.Generator().manual_seed(12345)
     n = n_train + n_test
@@ -268,15 +317,6 @@ def quadratic_teacher(
         test_idx=idx[n_train:].expand(len(seeds), -1).clone(),
         description=f"quadratic teacher, dim {dim}, {n_train} training points",
     )
-
-
-def _check_seeds(seeds) -> list[int]:
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must be a non-empty sequence of integers (S >= 1); got []")
-    for s in seeds:
-        check_int("seeds", s, low=0)
-    return seeds
 
 
 def xor_clusters(
@@ -299,7 +339,7 @@ def xor_clusters(
     check_int("dim", dim, low=2)
     check_float("mean_norm", mean_norm, 0.0, low_open=True)
     check_float("flip_fraction", flip_fraction, 0.0, 0.5, high_open=True)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     n = n_train + n_test
     n_flip = round(flip_fraction * n_train)
     xs, ys, trains, tests, flipped = [], [], [], [], []
@@ -349,9 +389,9 @@ def diluted_digits(
     if n_test + n_clean >= DIGITS_IMAGES:
         raise ValueError(f"n_clean must leave images for the noisy pool ({DIGITS_IMAGES - n_test - 1} at most "
                          f"with n_test={n_test}); got {n_clean}")
-    seeds = _check_seeds(seeds)
-    pixels, labels = _load_digits()
-    base = _digit_inputs("real", pixels)
+    seeds = check_seeds(seeds)
+    pixels, labels = load_digits()
+    base = digit_inputs("real", pixels)
     n_noisy = alpha * n_clean
     xs, noisy_labels, trains, tests, cleans = [base], [], [], [], []
     for i, seed in enumerate(seeds):

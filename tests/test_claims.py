@@ -1,13 +1,14 @@
 """Chapters' claims, checked at a size that runs in seconds (grokking at p = 31, double descent at n = 60)."""
 import numpy as np
 
-from genlib.experiments import grokking as G
+from genlib.experiments.grokking import GrokSetup, LazyRichSetup
+from genlib.sweep import sweep
 
 TINY = dict(p=31, embed_dim=32, hidden=64, train_fraction=0.5, seeds=(0, 1))
 
 
 def test_grokking_needs_weight_decay():
-    run = G.run(G.setup(**TINY, steps=1000, weight_decays=(0.0, 2.0)))
+    run = GrokSetup.at_scale(**TINY, steps=1000, weight_decays=(0.0, 2.0)).run()
     with_wd, without = run.select(weight_decay=2.0), run.select(weight_decay=0.0)
     fit, grok = with_wd.first_step("train_acc", 0.99), with_wd.first_step("test_acc", 0.9)
     assert np.all(fit <= 100), f"train accuracy should pass 99% early; got steps {fit}"
@@ -16,21 +17,21 @@ def test_grokking_needs_weight_decay():
 
 
 def test_perpendicular_gradient_generalizes_without_weight_decay():
-    run = G.run(G.setup(**TINY, steps=800, weight_decays=(0.0,), perpendicular_grad=True, adam_eps=1e-25))
+    run = GrokSetup.at_scale(**TINY, steps=800, weight_decays=(0.0,), perpendicular_grad=True, adam_eps=1e-25).run()
     assert np.all(run.final("test_acc") >= 0.95), f"⊥Grad test accuracy {run.final('test_acc')}"
 
 
 def test_float32_softmax_collapses_and_float64_postpones_it():
-    fp32, fp64 = G.run_many([G.setup(**TINY, steps=1500, weight_decays=(0.0,), adam_eps=1e-25, dtype=d)
-                             for d in ("float32", "float64")])
+    fp32, fp64 = sweep([GrokSetup.at_scale(**TINY, steps=1500, weight_decays=(0.0,), adam_eps=1e-25, dtype=d)
+                        for d in ("float32", "float64")])
     assert np.all(fp32["collapse"].max(0) >= 0.5), f"float32 collapse share {fp32['collapse'].max(0)}"
     assert np.all(fp32.final("test_acc") <= 0.05), "float32 without weight decay should not generalize"
     assert fp64["collapse"].max() <= 0.1 * fp32["collapse"].max(), "float64 should postpone the collapse"
 
 
 def test_larger_output_scale_is_lazier_and_generalizes_worse():
-    s = G.lazy_rich_setup(dim=10, n_train=40, n_test=200, width=32, steps=400, alphas=(0.3, 3.0, 30.0))
-    run = G.run_lazy_rich(s)
+    s = LazyRichSetup.at_scale(dim=10, n_train=40, n_test=200, width=32, steps=400, alphas=(0.3, 3.0, 30.0))
+    run = s.run()
     moved = [np.median(run.select(output_scale=a).final("weight_change")) for a in s.alphas]
     test = [np.median(run.select(output_scale=a).final("test_loss")) for a in s.alphas]
     assert np.all(np.diff(moved) < 0), f"relative weight change should fall with alpha: {moved}"
@@ -38,11 +39,12 @@ def test_larger_output_scale_is_lazier_and_generalizes_worse():
 
 
 def test_random_features_peak_at_the_threshold_and_a_tuned_ridge_removes_it():
-    from genlib.experiments.double_descent import MIN_NORM, TUNED, FeatureSweep, run_features
+    from genlib.experiments.double_descent import MIN_NORM, TUNED, FeatureSweep
 
-    s = FeatureSweep(n_train=60, n_val=100, widths=(15, 30, 60, 120, 600), noises=(0.2,), gd_steps=(10,),
-                     seeds=(0, 1))
-    run = run_features(s)
+    s = FeatureSweep.at_scale(n_train=60, n_val=100, widths=(15, 30, 60, 120, 600), noises=(0.2,), gd_steps=(10,),
+                              seeds=(0, 1))
+    run = s.run()
+    assert run.axis_name == "features" and list(run.axis) == list(s.widths)
     ridgeless, tuned = run.select(fit=MIN_NORM)["test_mse"], run.select(fit=TUNED)["test_mse"]
     at = list(s.widths).index(60)
     assert np.all(ridgeless.argmax(0) == at), "min-norm test error peaks at N = n"
@@ -68,8 +70,8 @@ def test_elr_prevents_memorizing_wrong_labels():
 
 
 def test_lms_network_relies_on_the_linear_coordinate_alone():
-    from genlib.experiments.simplicity import LmsSetup, run_lms
+    from genlib.experiments.simplicity import LmsSetup
 
-    run = run_lms([LmsSetup(n_train=4000, n_test=1000, epochs=10, seeds=(0,))])[0]
+    run = LmsSetup(n_train=4000, n_test=1000, epochs=10, seeds=(0,)).run()
     assert run.final("test_acc")[0] > 0.97
     assert run.final("linear_randomized_acc")[0] < 0.65 and run.final("slabs_randomized_acc")[0] > 0.9
