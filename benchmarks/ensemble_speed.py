@@ -9,6 +9,11 @@ AdamW. Variants:
   loop-S1   genlib's model with S = 1, in a loop: separates the gain of batching members from
             the gain of genlib's folded first layer.
 The last line is ``speedup <ensemble / loop>``.
+
+``--workload mlp`` times the memorization chapter's network instead (digits, 64-256-256-10 ReLU
+MLP, minibatches of 64, SGD): the loop, genlib's hand-batched MLP ensemble, and torch.func's way of
+batching ordinary models (``stack_module_state`` + ``vmap`` of ``functional_call`` and of its
+gradient). The embedding models stay hand-batched: ``embedding_bag`` has no vmap rule.
 """
 from __future__ import annotations
 
@@ -18,8 +23,8 @@ import time
 import torch
 from torch import nn
 
-from genlib.data import modular_arithmetic
-from genlib.models import EmbeddingMLP
+from genlib.data import digits, modular_arithmetic
+from genlib.models import MLP, EmbeddingMLP
 from genlib.optim import EnsembleOptimizer
 from genlib.train import ensemble_backward, member_block, pick_device
 
@@ -90,6 +95,80 @@ def bench_ensemble(members: int, steps: int, device: torch.device, block: int | 
     return members * steps / timed(step, steps, device), block
 
 
+WIDTHS, BATCH, SGD_LR = (64, 256, 256, 10), 64, 0.05
+
+
+def plain_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def mlp_batches(members: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One minibatch of digits per member: x (S, B, 64), y (S, B)."""
+    data = digits(1000, list(range(members))).to(device)
+    return data.batch(data.train_idx[:, :BATCH])
+
+
+def bench_mlp_loop(members: int, steps: int, device: torch.device) -> float:
+    x, y = mlp_batches(members, device)
+    models = [plain_mlp().to(device) for _ in range(members)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=SGD_LR) for m in models]
+
+    def step():
+        for s, (model, opt) in enumerate(zip(models, optimizers)):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x[s]), y[s]).backward()
+            opt.step()
+
+    return members * steps / timed(step, steps, device)
+
+
+def bench_mlp_ensemble(members: int, steps: int, device: torch.device) -> float:
+    x, y = mlp_batches(members, device)
+    model = MLP(64, WIDTHS[1:-1], 10, list(range(members))).to(device)
+    opt = EnsembleOptimizer(list(model.parameters()), "sgd", torch.full((members,), SGD_LR, device=device),
+                            torch.zeros(members, device=device))
+    block = member_block(model, BATCH, device)
+
+    def step():  # the same step as genlib.train.train
+        opt.zero_grad()
+        ensemble_backward(model, x, y, "cross_entropy", block)
+        opt.step()
+
+    return members * steps / timed(step, steps, device)
+
+
+def bench_mlp_vmap(members: int, steps: int, device: torch.device) -> float:
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    x, y = mlp_batches(members, device)
+    models = [plain_mlp().to(device) for _ in range(members)]
+    params, buffers = stack_module_state(models)  # every tensor gains a leading member axis
+    base = models[0]
+
+    def loss(p, b, xs, ys):
+        return nn.functional.cross_entropy(functional_call(base, (p, b), (xs,)), ys)
+
+    per_member_grad = vmap(grad(loss))
+
+    def step():
+        grads = per_member_grad(params, buffers, x, y)
+        with torch.no_grad():
+            for name, g in grads.items():
+                params[name].sub_(SGD_LR * g)
+
+    return members * steps / timed(step, steps, device)
+
+
+def main_mlp(members: int, steps: int, device: torch.device) -> None:
+    loop = bench_mlp_loop(members, steps, device)
+    ensemble = bench_mlp_ensemble(members, steps, device)
+    vmapped = bench_mlp_vmap(members, steps, device)
+    print(f"loop of nn.Sequential   {loop:10.1f} model-steps/s")
+    print(f"torch.func vmap         {vmapped:10.1f} model-steps/s")
+    print(f"genlib MLP ensemble     {ensemble:10.1f} model-steps/s")
+    print(f"speedup {ensemble / loop:.2f}  (vmap {vmapped / loop:.2f}; genlib / vmap {ensemble / vmapped:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -99,6 +178,8 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=None,
                         help="members per forward/backward pass (default: genlib's choice for the device)")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA")
+    parser.add_argument("--workload", default="grokking", choices=["grokking", "mlp"],
+                        help="grokking: embedding MLP, full batch, AdamW; mlp: digits MLP, minibatches, SGD")
     args = parser.parse_args()
     if args.members < 1:
         parser.error(f"--members must be >= 1; got {args.members}")
@@ -110,7 +191,10 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
     device = pick_device(args.device)
     print(f"device {device.type}, S = {args.members}, {args.steps} steps, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")
+          f"{torch.get_num_threads()} CPU threads, workload {args.workload}")
+    if args.workload == "mlp":
+        main_mlp(args.members, args.steps, device)
+        return
     loop = bench_loop(args.members, args.steps, device)
     single, _ = bench_ensemble(1, args.steps, device)  # a loop of these runs at the same rate
     ensemble, block = bench_ensemble(args.members, args.steps, device, args.block)

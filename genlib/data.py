@@ -331,8 +331,8 @@ def xor_clusters(
 
     mu1 and mu2 are orthogonal with norm ``mean_norm``, xi ~ N(0, I_dim). The four clusters are
     balanced in the training set; a ``flip_fraction`` of the training labels is flipped
-    (``subsets['corrupted']``), test labels are clean. Each seed draws its own data set (its own
-    block of rows in ``x``).
+    (``subsets['corrupted']``), test labels are clean. Each seed draws its own data set (inputs per
+    member).
     """
     check_int("n_train", n_train, low=4)
     check_int("n_test", n_test, low=1)
@@ -340,34 +340,22 @@ def xor_clusters(
     check_float("mean_norm", mean_norm, 0.0, low_open=True)
     check_float("flip_fraction", flip_fraction, 0.0, 0.5, high_open=True)
     seeds = check_seeds(seeds)
-    n = n_train + n_test
     n_flip = round(flip_fraction * n_train)
-    xs, ys, trains, tests, flipped = [], [], [], [], []
-    for i, seed in enumerate(seeds):
+    blocks, flipped, clean = [], [], []
+    for seed in seeds:
         g = torch.Generator().manual_seed(seed)
         means = torch.linalg.qr(torch.randn(dim, 2, generator=g))[0].T * mean_norm  # orthogonal
         cluster = torch.cat([torch.arange(n_train) % 4, torch.randint(0, 4, (n_test,), generator=g)])
         sign = torch.where(cluster % 2 == 0, 1.0, -1.0)[:, None]
-        xs.append(sign * means[cluster // 2] + torch.randn(n, dim, generator=g))
+        x = sign * means[cluster // 2] + torch.randn(n_train + n_test, dim, generator=g)
         y = (cluster // 2 == 0).long()  # clusters 0, 1 (+-mu1) are class 1
         bad = torch.randperm(n_train, generator=g)[:n_flip]
         y[bad] = 1 - y[bad]
-        ys.append(y)
-        offset = i * n
-        trains.append(torch.arange(n_train) + offset)
-        tests.append(torch.arange(n_train, n) + offset)
-        flipped.append(bad + offset)
-    # x holds every seed's block; each member's labels row covers all blocks (only its own is used)
-    y_all = torch.stack([torch.cat([y if j == i else torch.zeros_like(y) for j in range(len(seeds))])
-                         for i, y in enumerate(ys)])
-    data = TaskData(x=torch.cat(xs), y=y_all, train_idx=torch.stack(trains), test_idx=torch.stack(tests),
-                    num_classes=2, description=f"XOR clusters, d = {dim}, {n_train} training points")
-    if n_flip:
-        flipped_t = torch.stack(flipped)
-        data.subsets["corrupted"] = flipped_t
-        keep = [torch.tensor(sorted(set(t.tolist()) - set(f.tolist()))) for t, f in zip(trains, flipped)]
-        data.subsets["clean_train"] = torch.stack(keep)
-    return data
+        blocks.append({"train": (x[:n_train], y[:n_train]), "test": (x[n_train:], y[n_train:])})
+        flipped.append(bad)
+        clean.append(torch.tensor(sorted(set(range(n_train)) - set(bad.tolist()))))
+    subsets = {"corrupted": flipped, "clean_train": clean} if n_flip else None
+    return TaskData.from_blocks(blocks, 2, f"XOR clusters, d = {dim}, {n_train} training points", subsets)
 
 
 def diluted_digits(
@@ -380,8 +368,8 @@ def diluted_digits(
     noisy ones, images from a separate pool of digits with uniformly random labels.
 
     Per seed: ``n_test`` test images, ``n_clean`` clean training images (``subsets['clean_train']``),
-    and alpha x n_clean noisy examples drawn with replacement from the remaining images (their own
-    rows of ``x``, so one image may carry several random labels).
+    and alpha x n_clean noisy examples drawn with replacement from the remaining images (so one image
+    may carry several random labels). Inputs per member.
     """
     check_int("n_clean", n_clean, low=1)
     check_int("alpha", alpha, low=0)
@@ -393,24 +381,16 @@ def diluted_digits(
     pixels, labels = load_digits()
     base = digit_inputs("real", pixels)
     n_noisy = alpha * n_clean
-    xs, noisy_labels, trains, tests, cleans = [base], [], [], [], []
-    for i, seed in enumerate(seeds):
+    blocks = []
+    for seed in seeds:
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(DIGITS_IMAGES, generator=g)
         pool = perm[n_test + n_clean :]
-        xs.append(base[pool[torch.randint(0, len(pool), (n_noisy,), generator=g)]])
-        noisy_labels.append(torch.randint(0, 10, (n_noisy,), generator=g))
-        noisy_rows = DIGITS_IMAGES + i * n_noisy + torch.arange(n_noisy)
-        clean = perm[n_test : n_test + n_clean]
-        trains.append(torch.cat([clean, noisy_rows]))
-        tests.append(perm[:n_test])
-        cleans.append(clean)
-    rows = DIGITS_IMAGES + len(seeds) * n_noisy
-    y = labels.repeat(len(seeds), 1)
-    y = torch.cat([y, torch.zeros(len(seeds), rows - DIGITS_IMAGES, dtype=y.dtype)], 1)
-    for i, noisy in enumerate(noisy_labels):
-        y[i, DIGITS_IMAGES + i * n_noisy : DIGITS_IMAGES + (i + 1) * n_noisy] = noisy
-    data = TaskData(x=torch.cat(xs), y=y, train_idx=torch.stack(trains), test_idx=torch.stack(tests), num_classes=10,
-                    description=f"digits, {n_clean} clean images, {alpha} noisy ones per clean one")
-    data.subsets["clean_train"] = torch.stack(cleans)
-    return data
+        noisy_x = base[pool[torch.randint(0, len(pool), (n_noisy,), generator=g)]]
+        noisy_y = torch.randint(0, 10, (n_noisy,), generator=g)
+        clean, test = perm[n_test : n_test + n_clean], perm[:n_test]
+        blocks.append({"train": (torch.cat([base[clean], noisy_x]), torch.cat([labels[clean], noisy_y])),
+                       "test": (base[test], labels[test])})
+    first_clean = [torch.arange(n_clean)] * len(seeds)  # the clean images come first in each training set
+    return TaskData.from_blocks(blocks, 10, f"digits, {n_clean} clean images, {alpha} noisy ones per clean one",
+                                {"clean_train": first_clean})

@@ -53,18 +53,19 @@ def test_random_features_peak_at_the_threshold_and_a_tuned_ridge_removes_it():
 
 
 def test_benign_then_harmful_interpolation_in_linear_regression():
-    from genlib.experiments.memorization import BenignRegression, run_benign
+    from genlib.experiments.memorization import BenignRegression
 
-    s = BenignRegression(n_train=40, weak_dims=(35, 4000), seeds=(0, 1))  # 5 + 35 = n: square
-    excess = run_benign(s)["excess_risk"] / s.noise_std**2
+    s = BenignRegression.at_scale(n_train=40, weak_dims=(35, 4000), seeds=(0, 1))  # 5 + 35 = n: square
+    run = s.run()
+    excess = run["excess_risk"] / s.noise_std**2
+    assert run.axis_name == "weak directions" and run.axis.tolist() == [35, 4000]
     assert np.all(excess[0] > 3) and np.all(excess[1] < 0.3)
 
 
 def test_elr_prevents_memorizing_wrong_labels():
-    from genlib.experiments.memorization import DigitsTraining, NoiseSetup, run_noise
+    from genlib.experiments.memorization import NoiseSetup
 
-    s = NoiseSetup(DigitsTraining(n_train=400, hidden=(128, 128), epochs=25, seeds=(0,)), noises=(0.4,))
-    run = run_noise(s)[0.4]
+    run = NoiseSetup.at_scale(n_train=400, hidden=(128, 128), epochs=25, seeds=(0,), noise=0.4).run()
     memorized = {reg: float(run.select(regularizer=reg).final("corrupted_acc")[0]) for reg in ("none", "ELR")}
     assert memorized["none"] > 0.9 and memorized["ELR"] < 0.5, memorized
 

@@ -102,7 +102,8 @@ def test_randomized_digits_blocks_and_corruptions():
 
 def test_xor_clusters():
     data = xor_clusters(40, 100, 50, 5.0, 0.15, seeds=[0, 1])
-    assert data.x.shape == (2 * 140, 50) and data.subsets["corrupted"].shape == (2, 6)
+    assert data.per_member_inputs and data.x.shape == (2, 140, 50) and data.subsets["corrupted"].shape == (2, 6)
+    assert not torch.equal(data.x[0], data.x[1]), "each seed draws its own data set"
     train0 = data.train_idx[0]
     y = data.y[0, train0]
     flipped = torch.isin(train0, data.subsets["corrupted"][0])
@@ -115,11 +116,13 @@ def test_xor_clusters():
 def test_diluted_digits():
     data = diluted_digits(50, 3, seeds=[0, 1], n_test=300)
     assert data.train_idx.shape == (2, 200) and data.test_idx.shape == (2, 300)
-    assert data.x.shape == (DIGITS_IMAGES + 2 * 150, 64)
+    assert data.per_member_inputs and data.x.shape == (2, 500, 64), "one data set per member, nothing padded"
     clean = data.subsets["clean_train"]
-    assert clean.shape == (2, 50) and clean.max() < DIGITS_IMAGES
-    noisy = data.train_idx[1, 50:]
-    assert noisy.min() >= DIGITS_IMAGES + 150, "each seed has its own noisy rows"
-    assert not torch.isin(data.test_idx[0], data.train_idx[0]).any()
+    assert clean.shape == (2, 50) and torch.equal(clean[0], data.train_idx[0, :50])
+    test_x, train_x = data.inputs(data.test_idx)[0], data.inputs(data.train_idx)[0]
+    shared = (test_x[:, None, :] == train_x[None, :, :]).all(-1).any()
+    assert not shared, "no test image is also a training image"
+    labels = data.y[0, data.train_idx[0, 50:]]
+    assert 0.05 < (labels == 3).float().mean() < 0.2, "noisy labels are uniform over the 10 classes"
     with pytest.raises(ValueError, match="n_clean"):
         diluted_digits(1500, 1, n_test=500)
