@@ -37,7 +37,7 @@ def _jsonable(config: Any) -> Any:
     raise ValueError(f"config values must be numbers, strings, lists or dicts; got {config!r}")
 
 
-VIEW_ONLY = {"plots.py", "widgets.py", "exercises.py", "bootstrap.py", "prose.py"}  # they cannot change results
+VIEW_ONLY = {"plots.py", "widgets.py", "exercises.py", "bootstrap.py", "prose.py", "claims.py"}  # they cannot change results
 
 
 @functools.cache

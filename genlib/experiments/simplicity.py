@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from ..experiment import Experiment
 from ..history import History
@@ -96,9 +95,9 @@ class CumulantSetup(Experiment):
 class AvailabilitySetup(Experiment):
     """Hermann et al. 2023: feature a less predictive than b, made more and more available.
 
-    Reliance on feature a (share of conflict decisions that follow it) of a linear model (logistic
-    regression, solved to its optimum) and of a one-hidden-layer ReLU network; the History's axis
-    is the availability ratio a / b (amplitude ratio).
+    Reliance on feature a (share of conflict decisions that follow it) of a linear model and of a
+    one-hidden-layer ReLU network, both trained by the same full-batch gradient descent; the
+    History's axis is the availability ratio a / b (amplitude ratio).
     """
 
     FULL = dict(amplitudes=((1.0, 1.0), (2.0, 0.5), (3.0, 0.3), (5.0, 0.2), (10.0, 0.1)), n_train=2000, steps=4000,
@@ -113,20 +112,14 @@ class AvailabilitySetup(Experiment):
 
     def compute(self) -> History:
         seeds = self.member_values("seed")
-        linear, network = [], []
+        config = TrainConfig(steps=self.steps, lr=0.1, optimizer="sgd", eval_every=self.steps, eval_log_points=0)
+        reliance = {"linear": [], "relu": []}
         for amplitude in self.amplitudes:
             data = two_cues(self.n_train, 2000, self.predictivity, amplitude, seeds=seeds)
-            train_x, conflict_x = data.inputs(data.train_idx), data.inputs(data.subsets["conflict"])
-            scores = []
-            for m in range(len(seeds)):
-                train_idx, conflict = data.train_idx[m], data.subsets["conflict"][m]
-                model = LogisticRegression(C=1e4, max_iter=10_000).fit(train_x[m], data.y[m, train_idx])
-                scores.append(float((model.predict(conflict_x[m]) == data.y[m, conflict].numpy()).mean()))
-            linear.append(scores)
-            run = train(MLP(data.x.shape[-1], (self.hidden,), 2, seeds), data,
-                        TrainConfig(steps=self.steps, lr=0.1, optimizer="sgd", eval_every=self.steps,
-                                    eval_log_points=0))
-            network.append(run.final("conflict_acc"))
+            # the linear control is trained exactly like the network: same loss, optimizer, steps
+            for name, hidden in [("linear", ()), ("relu", (self.hidden,))]:
+                run = train(MLP(data.x.shape[-1], hidden, 2, seeds), data, config)
+                reliance[name].append(run.final("conflict_acc"))
         ratios = np.array([a / b for a, b in self.amplitudes])
-        return History(ratios, {"linear": np.array(linear), "relu": np.array(network)}, self.members(),
+        return History(ratios, {k: np.array(v) for k, v in reliance.items()}, self.members(),
                        axis_name="availability ratio a / b")
