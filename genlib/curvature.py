@@ -1,0 +1,222 @@
+"""Curvature of the training loss, one value per ensemble member (edge-of-stability chapter).
+
+Members share no parameters and the training loss is the sum of the members' mean losses, so its
+Hessian is block-diagonal across members: one Hessian-vector product over all parameters (S, ...)
+gives every member's own H_s v_s at once. The sharpness (top eigenvalue), the trace and Adam's
+preconditioned sharpness are all built on that product; :func:`dense_hessian` gives the exact
+matrix of one member of a tiny model, for tests and exercises.
+
+Everything is evaluated in evaluation mode (no dropout) on the training examples of ``data``, or
+on the first ``subset`` of each member's training examples. The model must be twice
+differentiable: MLP and Transformer are; EmbeddingMLP is not (torch has no second derivative of
+the ``embedding_bag`` lookup it uses).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.func import functional_call
+
+from ._validate import check_choice, check_int
+from .data import TaskData
+from .losses import LOSSES, per_example_loss
+from .models import Ensemble
+from .optim import EnsembleOptimizer, _per_member
+from .train import check_sizes, evaluation_mode
+
+Vectors = list[torch.Tensor]  # one tensor per parameter, each (S, ...) like the parameter
+
+
+def hessian_vector_product(
+    model: Ensemble, data: TaskData, vectors: Vectors, loss: str, subset: int | None = None
+) -> Vectors:
+    """H_s v_s for every member s: the Hessian of each member's mean training loss times its slice
+    of ``vectors`` (shaped like ``model.parameters()``)."""
+    _check_vectors("vectors", vectors, list(model.parameters()))
+    return _hessian_operator(model, data, loss, subset)(vectors)
+
+
+def top_eigenvalue(
+    model: Ensemble, data: TaskData, loss: str, iterations: int = 20, seed: int = 0, subset: int | None = None
+) -> torch.Tensor:
+    """(S,) sharpness: each member's largest Hessian eigenvalue, by power iteration.
+
+    Power iteration finds the eigenvalue of largest magnitude. Near a minimum of the losses here
+    (MSE, cross-entropy) the Hessian is close to the positive semi-definite Gauss-Newton matrix and
+    the top eigenvalue dominates. Where a negative one dominates instead, a second pass on the
+    shifted H - lambda I (whose spectrum then lies in [0, lambda_max - lambda]) recovers the top
+    one. The error shrinks like (lambda_2 / lambda_1)^(2 iterations) in magnitudes; with
+    lambda_min close to -lambda_max the vector mixes both for long and the estimate falls between
+    them (a tiny MLP with lambda_min = -0.97 lambda_max needs ~300): raise ``iterations``.
+    """
+    check_int("iterations", iterations, low=1)
+    start = next(_random_vectors(model, "normal", seed))
+    return _top_of(_hessian_operator(model, data, loss, subset), start, iterations)
+
+
+def hessian_trace(
+    model: Ensemble, data: TaskData, loss: str, samples: int = 100, seed: int = 0, subset: int | None = None
+) -> torch.Tensor:
+    """(S,) Hutchinson estimate of each member's Hessian trace: the mean of z^T H z over
+    ``samples`` Rademacher vectors z. Unbiased; exact for a diagonal Hessian."""
+    check_int("samples", samples, low=1)
+    probes = _random_vectors(model, "rademacher", seed)
+    hvp = _hessian_operator(model, data, loss, subset)
+    total = 0.0
+    for z in itertools.islice(probes, samples):
+        total = total + _dot(z, hvp(z))
+    return total / samples
+
+
+def preconditioned_top_eigenvalue(
+    model: Ensemble,
+    data: TaskData,
+    loss: str,
+    preconditioner: Vectors,
+    iterations: int = 20,
+    seed: int = 0,
+    subset: int | None = None,
+) -> torch.Tensor:
+    """(S,) preconditioned sharpness: each member's top eigenvalue of P^-1 H, computed as that of
+    the symmetric P^-1/2 H P^-1/2 (same spectrum) for a diagonal preconditioner P > 0 given
+    shaped like the parameters, e.g. :func:`adam_preconditioner`.
+
+    Cohen et al. 2022 find that full-batch Adam trains where this equals 2 (1 + beta1) / ((1 -
+    beta1) lr), 38 / lr for beta1 = 0.9: the adaptive edge of stability.
+    """
+    check_int("iterations", iterations, low=1)
+    params = list(model.parameters())
+    _check_vectors("preconditioner", preconditioner, params)
+    low, high = min(float(p.min()) for p in preconditioner), max(float(p.max()) for p in preconditioner)
+    if not 0 < low <= high < float("inf"):  # NaN fails too
+        raise ValueError(f"preconditioner must hold finite entries > 0; got entries in [{low}, {high}]")
+    start = next(_random_vectors(model, "normal", seed))
+    hvp = _hessian_operator(model, data, loss, subset)
+    scale = [p.to(q).rsqrt() for p, q in zip(preconditioner, params)]
+    return _top_of(lambda v: _scale(scale, hvp(_scale(scale, v))), start, iterations)
+
+
+def adam_preconditioner(optimizer: EnsembleOptimizer) -> Vectors:
+    """Adam's diagonal preconditioner after its last step, as Cohen et al. 2022 define it:
+    P = (1 - beta1^t) (sqrt(v / (1 - beta2^t)) + eps), so that the step is -lr P^-1 m (before
+    AdamW's decoupled weight decay)."""
+    if optimizer.kind != "adamw":
+        raise ValueError(f"optimizer must be an 'adamw' EnsembleOptimizer; got kind {optimizer.kind!r}")
+    t = check_int("optimizer.step_count", optimizer.step_count, low=1)
+    b1, b2 = optimizer.betas
+    return [(1 - b1**t) * ((s["v"] / (1 - b2**t)).sqrt() + optimizer.eps) for s in optimizer.state]
+
+
+def dense_hessian(
+    model: Ensemble, data: TaskData, loss: str, member: int, subset: int | None = None
+) -> torch.Tensor:
+    """The (P, P) Hessian of member ``member``'s mean training loss in its P parameters, flattened
+    in ``model.parameters()`` order (``torch.cat([p[member].reshape(-1) for p in params])``).
+    For tiny models: it takes P backward passes."""
+    check_int("member", member, low=0, high=model.members - 1)
+    x, y = _training_batch(model, data, loss, subset)
+    names, params = zip(*model.named_parameters())
+    shapes = [p.shape[1:] for p in params]
+    part = slice(member, member + 1)
+    buffers = {k: v[part] for k, v in model.named_buffers()}
+
+    def member_loss(flat: torch.Tensor) -> torch.Tensor:
+        pieces = flat.split([s.numel() for s in shapes])
+        state = {n: piece.view(1, *s) for n, piece, s in zip(names, pieces, shapes)} | buffers
+        return per_example_loss(functional_call(model, state, (x[part],)), y[part], loss).mean()
+
+    flat = torch.cat([p[member].detach().reshape(-1) for p in params])
+    with evaluation_mode(model), torch.enable_grad():
+        return torch.autograd.functional.hessian(member_loss, flat)
+
+
+def _training_batch(model: Ensemble, data: TaskData, loss: str, subset: int | None):
+    """Checked arguments; the training inputs and targets (S, n, ...) on the model's device and dtype."""
+    check_choice("loss", loss, LOSSES)
+    check_sizes(model, data)
+    idx = data.train_idx
+    if subset is not None:
+        idx = idx[:, : check_int("subset", subset, low=1, high=idx.shape[1])]
+    like = next(model.parameters())
+    x, y = data.batch(idx)
+    move = lambda t: t.to(like) if t.is_floating_point() else t.to(like.device)  # token ids stay integers
+    return move(x), move(y)
+
+
+def _hessian_operator(model: Ensemble, data: TaskData, loss: str, subset: int | None) -> Callable[[Vectors], Vectors]:
+    """v -> H v for all members, reusing one graph of the gradient (one backward pass per product)."""
+    x, y = _training_batch(model, data, loss, subset)
+    params = list(model.parameters())
+    with evaluation_mode(model), torch.enable_grad():
+        total = per_example_loss(model(x), y, loss).mean(-1).sum()
+        grads = torch.autograd.grad(total, params, create_graph=True)
+
+    def hvp(vectors: Vectors) -> Vectors:
+        # The vector-Jacobian product of the gradient is H^T v = H v.
+        return list(torch.autograd.grad(grads, params, grad_outputs=vectors, retain_graph=True))
+
+    return hvp
+
+
+def _check_vectors(name: str, vectors: Vectors, params: list[torch.Tensor]) -> None:
+    expected = [tuple(p.shape) for p in params]
+    given = [tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for v in vectors]
+    if given != expected:
+        raise ValueError(f"{name} must be tensors shaped like the model's parameters {expected}; got {given}")
+
+
+def _random_vectors(model: Ensemble, kind: str, seed: int) -> Iterator[Vectors]:
+    """Endless random vectors shaped like the parameters ("normal" or "rademacher" entries).
+    Member s draws from its own generator, seeded by ``seed`` and its model seed, so that its
+    estimates do not depend on the other members."""
+    check_int("seed", seed, low=0)
+    shapes = [p.shape[1:] for p in model.parameters()]
+    like = next(model.parameters())
+    generators = [torch.Generator().manual_seed(seed * 1_000_003 + s) for s in model.seeds]
+
+    def draw(shape: torch.Size, g: torch.Generator) -> torch.Tensor:
+        if kind == "normal":
+            return torch.randn(shape, generator=g)
+        return torch.randint(0, 2, shape, generator=g) * 2.0 - 1
+
+    def vectors() -> Iterator[Vectors]:
+        while True:
+            yield [torch.stack([draw(shape, g) for g in generators]).to(like) for shape in shapes]
+
+    return vectors()
+
+
+def _dot(u: Vectors, v: Vectors) -> torch.Tensor:
+    """(S,) per-member inner products."""
+    return sum((a * b).flatten(1).sum(1) for a, b in zip(u, v))
+
+
+def _scale(factors: list[torch.Tensor] | torch.Tensor, vectors: Vectors) -> Vectors:
+    """Elementwise (a list shaped like the vectors) or per-member ((S,) tensor) scaling."""
+    if isinstance(factors, torch.Tensor):
+        return [_per_member(factors, v) * v for v in vectors]
+    return [f * v for f, v in zip(factors, vectors)]
+
+
+def _power_iteration(operator: Callable[[Vectors], Vectors], v: Vectors, iterations: int) -> torch.Tensor:
+    """(S,) Rayleigh quotients after ``iterations`` products, each member normalised on its own."""
+    for _ in range(iterations):
+        norm = _dot(v, v).sqrt()
+        v = _scale(torch.where(norm > 0, norm.reciprocal(), torch.zeros_like(norm)), v)  # 0 stays 0
+        w = operator(v)
+        value = _dot(v, w)
+        v = w
+    return value
+
+
+def _top_of(operator: Callable[[Vectors], Vectors], start: Vectors, iterations: int) -> torch.Tensor:
+    """Top eigenvalue per member; a shifted second pass for members whose dominant one is negative."""
+    value = _power_iteration(operator, start, iterations)
+    negative = value < 0
+    if not negative.any():
+        return value
+    shift = torch.where(negative, value, torch.zeros_like(value))
+    shifted = lambda v: [hv - s for hv, s in zip(operator(v), _scale(shift, v))]
+    return torch.where(negative, _power_iteration(shifted, start, iterations) + shift, value)
