@@ -37,7 +37,8 @@ def _jsonable(config: Any) -> Any:
     raise ValueError(f"config values must be numbers, strings, lists or dicts; got {config!r}")
 
 
-VIEW_ONLY = {"plots.py", "widgets.py", "exercises.py", "bootstrap.py", "prose.py", "claims.py"}  # they cannot change results
+# modules that only present results, so editing them does not invalidate cached runs
+VIEW_ONLY = {"plots.py", "widgets.py", "exercises.py", "bootstrap.py", "prose.py", "claims.py"}
 
 
 @functools.cache
