@@ -23,7 +23,7 @@ from ._validate import check_choice, check_int
 from .data import TaskData
 from .losses import LOSSES, per_example_loss
 from .models import Ensemble
-from .optim import EnsembleOptimizer, _per_member
+from .optim import EnsembleOptimizer, broadcast_per_member
 from .train import check_sizes, evaluation_mode
 
 Vectors = list[torch.Tensor]  # one tensor per parameter, each (S, ...) like the parameter
@@ -196,7 +196,7 @@ def _dot(u: Vectors, v: Vectors) -> torch.Tensor:
 def _scale(factors: list[torch.Tensor] | torch.Tensor, vectors: Vectors) -> Vectors:
     """Elementwise (a list shaped like the vectors) or per-member ((S,) tensor) scaling."""
     if isinstance(factors, torch.Tensor):
-        return [_per_member(factors, v) * v for v in vectors]
+        return [broadcast_per_member(factors, v) * v for v in vectors]
     return [f * v for f, v in zip(factors, vectors)]
 
 

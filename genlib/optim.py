@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 
-def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def broadcast_per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(S,) -> (S, 1, ..., 1) to broadcast against a parameter of shape (S, ...)."""
     return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
@@ -56,8 +56,8 @@ class EnsembleOptimizer:
                 continue
             if self.perpendicular:
                 g = perpendicular_gradient(p, g)
-            lr = _per_member(self.lr, p)
-            wd = _per_member(self.weight_decay, p)
+            lr = broadcast_per_member(self.lr, p)
+            wd = broadcast_per_member(self.weight_decay, p)
             if self.kind == "adamw":
                 p.mul_(1 - lr * wd)
                 state["m"].mul_(b1).add_(g, alpha=1 - b1)

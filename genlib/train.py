@@ -25,7 +25,7 @@ from .history import History
 from .losses import LOSSES, per_example_loss
 from .metrics import accuracy, parameter_norm, softmax_collapse
 from .models import Ensemble
-from .optim import EnsembleOptimizer
+from .optim import EnsembleOptimizer, broadcast_per_member
 from .scale import show_progress
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -45,6 +45,7 @@ class TrainConfig:
     momentum: float = 0.0
     loss: str = "cross_entropy"  # "cross_entropy" | "stablemax" | "mse"
     perpendicular_grad: bool = False  # ⊥Grad (Prieto et al. 2025)
+    sam_radius: float = 0.0  # > 0: sharpness-aware minimization (Foret et al. 2021) with this rho
     dtype: str = "float32"  # "float32" | "float64"
     batch_size: int | None = None  # None: full batch
     eval_every: int = 10
@@ -65,6 +66,7 @@ class TrainConfig:
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
         check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_float("sam_radius", self.sam_radius, low=0.0)
         check_int("eval_every", self.eval_every, low=1)
         check_int("eval_log_points", self.eval_log_points, low=0)
         if self.batch_size is not None:
@@ -268,8 +270,8 @@ def train(
     if penalty is not None:
         penalty = penalty.to(device, dtype)
     optimizer = EnsembleOptimizer(
-        list(model.parameters()), config.optimizer, lr=torch.tensor(lr, device=device),
-        weight_decay=torch.tensor(wd, device=device), betas=config.betas, eps=config.eps,
+        list(model.parameters()), config.optimizer, lr=torch.tensor(lr, device=device, dtype=dtype),
+        weight_decay=torch.tensor(wd, device=device, dtype=dtype), betas=config.betas, eps=config.eps,
         momentum=config.momentum, perpendicular=config.perpendicular_grad,
     )
     block = member_block(model, config.batch_size or data.train_idx.shape[1], device, config.member_block)
@@ -304,9 +306,28 @@ def _loop(model, data, config: TrainConfig, optimizer, block: int, penalty, reco
         x, y, idx = next(batches)  # (S, B, ...)
         optimizer.zero_grad()
         ensemble_backward(model, x, y, config.loss, block, penalty, idx)
+        if config.sam_radius > 0:
+            _sharpness_aware_gradient(model, optimizer, config.sam_radius,
+                                      lambda: ensemble_backward(model, x, y, config.loss, block, penalty, idx))
         optimizer.step()
         if step in schedule:
             record(step)
+
+
+@torch.no_grad()
+def _sharpness_aware_gradient(model: Ensemble, optimizer, radius: float, backward: Callable[[], None]) -> None:
+    """Replace each member's gradient by SAM's: the gradient on the same batch at the weights moved
+    by ``radius`` along the member's normalized gradient (Foret et al. 2021), then move back."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.sqrt(sum(p.grad.pow(2).flatten(1).sum(1) for p in params))  # (S,) per member
+    shifts = [p.grad * broadcast_per_member(radius / (norm + 1e-12), p) for p in params]
+    for p, shift in zip(params, shifts):
+        p.add_(shift)
+    optimizer.zero_grad()
+    with torch.enable_grad():
+        backward()
+    for p, shift in zip(params, shifts):
+        p.sub_(shift)
 
 
 def _batches(data: TaskData, batch_size: int | None, seed: int):
