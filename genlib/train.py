@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -308,7 +309,7 @@ def _loop(model, data, config: TrainConfig, optimizer, block: int, penalty, reco
         ensemble_backward(model, x, y, config.loss, block, penalty, idx)
         if config.sam_radius > 0:
             _sharpness_aware_gradient(model, optimizer, config.sam_radius,
-                                      lambda: ensemble_backward(model, x, y, config.loss, block, penalty, idx))
+                                      partial(ensemble_backward, model, x, y, config.loss, block, penalty, idx))
         optimizer.step()
         if step in schedule:
             record(step)
