@@ -1,0 +1,74 @@
+"""Run chapters at full scale and record the outcome: python scripts/record_full_run.py CHAPTER [...]
+
+Each chapter's notebook is executed top to bottom with GENLIB_SCALE=full (nbclient, no output
+kept). Its claims are reported, not asserted, until recorded (see genlib/claims.py); this script
+writes the date, the hardware, the wall time and whether every claim held into
+genlib/full_runs.json, and the matching row of the timing page (book/timing.md).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from genlib.claims import FULL_RUNS, full_runs  # noqa: E402
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} GPU"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"{os.cpu_count()}-core CPU ({cpu})" if cpu else f"{os.cpu_count()}-core CPU"
+
+
+def run(chapter: str) -> dict:
+    notebook = ROOT / "book" / f"{chapter}.ipynb"
+    if not notebook.exists():
+        raise SystemExit(f"chapter must name a notebook in book/; got {chapter!r}")
+    with tempfile.TemporaryDirectory() as reports:
+        os.environ.update(GENLIB_SCALE="full", GENLIB_CLAIMS_REPORT=reports, GENLIB_PROGRESS="0")
+        nb = nbformat.read(notebook, as_version=4)
+        started = time.perf_counter()
+        NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
+                       ).execute()
+        wall = time.perf_counter() - started
+        report = json.loads((Path(reports) / f"{chapter}-full.json").read_text())
+    return {"date": datetime.date.today().isoformat(), "hardware": hardware(), "wall_s": round(wall),
+            "claims_held": not report["failed"], "claims": len(report["held"]) + len(report["failed"]),
+            "failed": report["failed"]}
+
+
+def update_timing_page(chapter: str, record: dict) -> None:
+    page = ROOT / "book" / "timing.md"
+    held = "yes" if record["claims_held"] else f"no: {len(record['failed'])} of {record['claims']} did not hold"
+    row = (f"| {{doc}}`{chapter}` | {record['date']} | {record['hardware']} | {record['wall_s'] / 60:.0f} min "
+           f"| {held} |")
+    lines = [row if line.startswith(f"| {{doc}}`{chapter}`") else line for line in page.read_text().splitlines()]
+    page.write_text("\n".join(lines) + "\n")
+
+
+def main(chapters: list[str]) -> None:
+    if not chapters:
+        raise SystemExit(__doc__)
+    for chapter in chapters:
+        record = run(chapter)
+        FULL_RUNS.write_text(json.dumps(full_runs() | {chapter: record}, indent=1, sort_keys=True) + "\n")
+        update_timing_page(chapter, record)
+        print(f"{chapter}: {record['wall_s']} s on {record['hardware']}; every claim held: {record['claims_held']}"
+              + "".join(f"\n  did not hold: {s}" for s in record["failed"]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
