@@ -34,3 +34,16 @@ def test_bootstrap_installs_from_the_configured_repository():
     config = (ROOT / "_config.yml").read_text()
     url = re.search(r"^\s*url:\s*(\S+)", config, re.M).group(1)
     assert url == REPOSITORY, f"_config.yml names {url}, genlib.bootstrap {REPOSITORY}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_glued_numbers_are_shown_in_the_format_they_are_printed_in(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    formats = {m[0]: m[2] for m in re.findall(r'glue\("(\w+)",\s*(.*?),\s*"([^"]*)"\)', code)}
+    glued = set(re.findall(r'glue\("(\w+)"', code))
+    for name, shown in re.findall(r"\{glue:text\}`(\w+)(?::([^`]*))?`", text):
+        assert name in glued, f"{notebook.name}: the text shows {name}, which no cell glues"
+        assert shown == formats.get(name, ""), \
+            f"{notebook.name}: {name} is printed as {formats.get(name, '')!r} but shown as {shown!r}"
