@@ -13,7 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from .scale import current_scale
+from ._validate import check_choice
+from .scale import SCALES, current_scale
 
 FULL_RUNS = Path(__file__).parent / "full_runs.json"
 
@@ -37,7 +38,7 @@ class Claims:
         if not chapter or not chapter.replace("_", "").isalnum():
             raise ValueError(f"chapter must be a notebook's name such as 'grokking'; got {chapter!r}")
         self.chapter = chapter
-        self.scale = scale or current_scale()
+        self.scale = current_scale() if scale is None else check_choice("scale", scale, SCALES)
         self.asserting = verified(chapter, self.scale)
         self.outcomes: list[tuple[str, bool]] = []
 

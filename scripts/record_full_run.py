@@ -28,9 +28,10 @@ from genlib.claims import FULL_RUNS, full_runs  # noqa: E402
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} GPU"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return f"{os.cpu_count()}-core CPU ({cpu})" if cpu else f"{os.cpu_count()}-core CPU"
+    cpuinfo = Path("/proc/cpuinfo")  # Linux: the CPU's model name
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
+    return f"{os.cpu_count()}-core CPU ({model})"
 
 
 def run(chapter: str) -> dict:

@@ -44,9 +44,11 @@ def test_outcomes_are_written_for_the_record(tmp_path, monkeypatch):
     assert report == {"chapter": "memorization", "scale": "full", "held": ["first"], "failed": ["second"]}
 
 
-def test_chapter_name_is_checked():
+def test_chapter_name_and_scale_are_checked():
     with pytest.raises(ValueError, match="chapter"):
         Claims("../etc", scale="quick")
+    with pytest.raises(ValueError, match="scale"):
+        Claims("grokking", scale="fast")
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
