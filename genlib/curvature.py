@@ -115,6 +115,17 @@ def dense_hessian(
     """The (P, P) Hessian of member ``member``'s mean training loss in its P parameters, flattened
     in ``model.parameters()`` order (``torch.cat([p[member].reshape(-1) for p in params])``).
     For tiny models: it takes P backward passes."""
+    member_loss, flat = member_loss_function(model, data, loss, member, subset)
+    with evaluation_mode(model), torch.enable_grad():
+        return torch.autograd.functional.hessian(member_loss, flat)
+
+
+def member_loss_function(
+    model: Ensemble, data: TaskData, loss: str, member: int, subset: int | None = None
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """(loss_of, w): member ``member``'s mean training loss as a function of its P parameters
+    flattened into one vector (in ``model.parameters()`` order), and their current values (P,).
+    Call it with the model in evaluation mode (no dropout)."""
     check_int("member", member, low=0, high=model.members - 1)
     x, y = _training_batch(model, data, loss, subset)
     names, params = zip(*model.named_parameters())
@@ -122,14 +133,12 @@ def dense_hessian(
     part = slice(member, member + 1)
     buffers = {k: v[part] for k, v in model.named_buffers()}
 
-    def member_loss(flat: torch.Tensor) -> torch.Tensor:
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
         pieces = flat.split([s.numel() for s in shapes])
         state = {n: piece.view(1, *s) for n, piece, s in zip(names, pieces, shapes)} | buffers
         return per_example_loss(functional_call(model, state, (x[part],)), y[part], loss).mean()
 
-    flat = torch.cat([p[member].detach().reshape(-1) for p in params])
-    with evaluation_mode(model), torch.enable_grad():
-        return torch.autograd.functional.hessian(member_loss, flat)
+    return loss_of, torch.cat([p[member].detach().reshape(-1) for p in params])
 
 
 def _training_batch(model: Ensemble, data: TaskData, loss: str, subset: int | None):

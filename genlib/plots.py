@@ -1,6 +1,7 @@
 """Figures in one style: curves with a seed band (median line, min-max shade), log-scaled steps."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -38,13 +39,17 @@ def use_style() -> None:
 
 
 def band(ax, steps: np.ndarray, values: np.ndarray, label: str | None = None, color=None, **kw):
-    """Median over members (columns) as a line, min to max as a shaded band."""
+    """Median over members (columns) as a line, min to max as a shaded band. NaN entries (a diverged
+    member, a value cut off the plot) are left out; where every member is NaN there is a gap."""
     values = np.asarray(values, dtype=float)
     if values.ndim == 1:
         values = values[:, None]
-    (line,) = ax.plot(steps, np.nanmedian(values, axis=1), label=label, color=color, **kw)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        middle, low, high = np.nanmedian(values, axis=1), np.nanmin(values, 1), np.nanmax(values, 1)
+    (line,) = ax.plot(steps, middle, label=label, color=color, **kw)
     if values.shape[1] > 1:
-        ax.fill_between(steps, np.nanmin(values, 1), np.nanmax(values, 1), color=line.get_color(), alpha=0.2, lw=0)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
     return line
 
 
