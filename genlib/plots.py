@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 from .history import History
 
@@ -51,6 +52,15 @@ def band(ax, steps: np.ndarray, values: np.ndarray, label: str | None = None, co
     if values.shape[1] > 1:
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
     return line
+
+
+def plain_log_ticks(ax, axis: str = "y") -> None:
+    """Label a log-scaled axis at 1, 2 and 5 times powers of ten, written as plain numbers (0.5, 1,
+    2) rather than as powers (5 x 10^-1); for axes spanning a few decades at most."""
+    target = {"x": ax.xaxis, "y": ax.yaxis}[axis]
+    target.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    target.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_metric(ax, history: History, metric: str, label: str | None = None, color=None, log_steps: bool = True, **kw):
