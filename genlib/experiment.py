@@ -39,6 +39,7 @@ class Experiment:
 
     FULL: ClassVar[dict[str, Any]] = {}  # full-scale values of the fields that differ from quick
     AXES: ClassVar[dict[str, str]] = {}  # member label -> name of the field holding its values
+    GPU_MEMORY_GIB: ClassVar[float] = 16.0  # most a full-scale run may need: a Colab T4 (tests/test_full_scale.py)
 
     @classmethod
     def at_scale(cls, scale: str | None = None, **overrides: Any):

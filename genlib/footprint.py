@@ -1,0 +1,75 @@
+"""How much accelerator memory training an experiment needs, measured rather than guessed.
+
+The parameters, their gradients and the optimizer's state are counted from the built model; the
+activations are the tensors autograd keeps for the backward pass of one training step with every
+member in a single pass (as genlib trains on a GPU), collected by a saved-tensors hook during one
+forward pass on a training batch. The data set counts too: training moves it onto the device.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from .data import TaskData
+from .losses import per_example_loss
+from .models import Ensemble
+from .train import DTYPES, TrainConfig
+
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes needed by one training run, by kind."""
+
+    parameters: int
+    gradients: int
+    optimizer_state: int
+    activations: int
+    data: int
+
+    @property
+    def total(self) -> int:
+        return sum(dataclasses.astuple(self))
+
+    def __str__(self) -> str:
+        fields = dataclasses.fields(self)
+        parts = ", ".join(f"{f.name.replace('_', ' ')} {_size(getattr(self, f.name))}" for f in fields)
+        return f"{_size(self.total)} ({parts})"
+
+
+def training_footprint(model: Ensemble, data: TaskData, config: TrainConfig) -> Footprint:
+    """The memory one run of ``train(model, data, config)`` needs, in ``config.dtype``."""
+    dtype = DTYPES[config.dtype]
+    params = list(model.parameters())
+    n_params = sum(p.numel() for p in params)
+    width = torch.empty((), dtype=dtype).element_size()
+    states = {"adamw": 2, "sgd": 1 if config.momentum else 0}[config.optimizer]
+    states += 1 if config.sam_radius > 0 else 0  # SAM keeps its weight shift
+    model = model.to(dtype=dtype)
+    batch = config.batch_size or data.train_idx.shape[1]
+    x, y = data.to("cpu", dtype).batch(data.train_idx[:, :batch])
+    own = {p.untyped_storage().data_ptr() for p in params} | {b.untyped_storage().data_ptr() for b in model.buffers()}
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in own:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.train()  # as in a training step (dropout masks are kept too)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+        per_example_loss(model(x), y, config.loss).mean(-1).sum()
+    tensors = [data.x, data.y, data.train_idx, data.test_idx, *data.subsets.values()]
+    data_bytes = sum(t.numel() * (width if t.is_floating_point() else t.element_size()) for t in tensors)
+    return Footprint(n_params * width, n_params * width, states * n_params * width, sum(kept.values()), data_bytes)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", GiB), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

@@ -1,0 +1,43 @@
+"""Every full-scale setup of every chapter builds, fits on a 16 GB GPU and takes training steps.
+
+Full scale is meant for a GPU and too slow to run here, so this checks the parts that break
+silently: each setup is built at its full size, its cache key computed, its memory measured
+(genlib.footprint: parameters, gradients, optimizer state, the activations of one step with all
+members in one pass, the data) and two training steps taken on the CPU. The footprints are printed
+(`pytest -s tests/test_full_scale.py`, or `python benchmarks/full_scale_memory.py`).
+"""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from genlib.experiment import Experiment
+from genlib.experiments import declared_experiments
+from genlib.footprint import GiB, training_footprint
+from genlib.sweep import is_cached
+from genlib.train import train
+
+EXPERIMENTS = declared_experiments()
+
+
+def test_every_chapter_declares_experiments():
+    chapters = {cls.__module__.rsplit(".", 1)[-1] for cls in EXPERIMENTS}
+    assert {"grokking", "double_descent", "memorization", "simplicity", "spectral", "sharpness"} <= chapters
+
+
+@pytest.mark.parametrize("cls", EXPERIMENTS, ids=lambda c: f"{c.__module__.rsplit('.', 1)[-1]}.{c.__name__}")
+def test_full_scale_setup_builds_fits_and_trains(cls, tmp_path):
+    setup = cls.at_scale("full")
+    assert not is_cached(setup, tmp_path)  # the cache key computes (an empty cache has nothing)
+    if cls.build is Experiment.build:  # closed form: nothing to train; compute() is its whole run
+        pytest.skip(f"{cls.__name__} is computed in closed form, not trained")
+    data, model, config = setup.build()
+    footprint = training_footprint(model, data, config)
+    print(f"\n{cls.__module__}.{cls.__name__} at full scale: {footprint}")
+    assert footprint.total <= cls.GPU_MEMORY_GIB * GiB, f"{cls.__name__} needs {footprint}"
+    history = train(model, data, replace(config, steps=2, eval_every=2, eval_log_points=0, device="cpu",
+                                         progress=False),
+                    members=setup.members(), extra_metrics=setup.extra_metrics(data, model),
+                    penalty=setup.penalty(data, model))
+    assert list(history.steps) == [0, 2]
+    assert np.all(np.isfinite(history["train_loss"])), f"{cls.__name__}: non-finite loss in two steps"
