@@ -4,6 +4,8 @@ Every combination of control values is drawn once (from cached runs) and stored 
 figures sit in nested ``Stack`` widgets, one level per control, and each control's index is
 linked to its level with ``jslink``. The links run in the browser, so moving a slider changes the
 figure in Jupyter, in Colab and in the static HTML alike (the widget state is saved with the page).
+``Stack`` is new in ipywidgets 8; under ipywidgets 7 (Colab ships 7.7) each level is a ``Tab``
+instead, which shows the same figure with a row of tab titles above it.
 """
 from __future__ import annotations
 
@@ -30,6 +32,14 @@ def _control(options: list, start: Any, label: str) -> widgets.Widget:
     if isinstance(options[0], str):
         return widgets.Dropdown(**common)
     return widgets.SelectionSlider(**common, continuous_update=True)
+
+
+def _stack(children: list[widgets.Widget], selected: int) -> widgets.Widget:
+    """A container showing one child at a time, by ``selected_index``: Stack, or Tab before ipywidgets 8."""
+    kind = getattr(widgets, "Stack", None) or widgets.Tab
+    stack = kind(children)
+    stack.selected_index = selected
+    return stack
 
 
 def explorer(
@@ -59,8 +69,10 @@ def explorer(
         if depth == len(names):
             return widgets.Image(value=pngs[chosen], format="png", layout=widgets.Layout(max_width="100%"))
         name = names[depth]
-        stack = widgets.Stack([level(depth + 1, chosen + (v,)) for v in options[name]],
-                              selected_index=boxes[name].index)
+        stack = _stack([level(depth + 1, chosen + (v,)) for v in options[name]], boxes[name].index)
+        if not hasattr(widgets, "Stack"):  # a Tab: name each page after its value
+            for i, v in enumerate(options[name]):
+                stack.set_title(i, f"{labels.get(name, name)} = {v}")
         widgets.jslink((boxes[name], "index"), (stack, "selected_index"))
         return stack
 

@@ -34,6 +34,20 @@ def test_explorer_draws_every_combination_and_links_controls_to_stacks():
     assert len(images) == 6
 
 
+def test_explorer_falls_back_to_tabs_where_ipywidgets_has_no_stack(monkeypatch):
+    # ipywidgets 7 (Colab's) has no Stack: each level is a Tab, still linked to its control
+    import genlib.widgets as ours
+
+    monkeypatch.delattr(ours.widgets, "Stack")
+    box = explorer({"wd": (0.0, 1.0), "loss": ("ce", "stablemax")}, draw, value={"wd": 1.0}, labels={"wd": "decay"})
+    slider = box.children[0].children[0]
+    outer = box.children[1]
+    assert isinstance(outer, widgets.Tab) and outer.selected_index == 1 == slider.index
+    assert outer.get_title(1) == "decay = 1.0" and isinstance(outer.children[0], widgets.Tab)
+    links = [w for w in widgets.Widget.widgets.values() if type(w).__name__ == "Link"]  # jslink's, run in the browser
+    assert any(link.source == (slider, "index") and link.target == (outer, "selected_index") for link in links)
+
+
 @pytest.mark.parametrize("controls, value, name", [
     ({"wd": ()}, {}, "wd"),
     ({"wd": (0.0, 1.0)}, {"wd": 2.0}, "wd"),
