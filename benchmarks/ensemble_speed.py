@@ -8,7 +8,10 @@ AdamW. Variants:
             genlib.train does (on a CPU, forward/backward in cache-sized blocks of members);
   loop-S1   genlib's model with S = 1, in a loop: separates the gain of batching members from
             the gain of genlib's folded first layer.
-The last line is ``speedup <ensemble / loop>``.
+The last line of each block is ``speedup <ensemble / loop>``.
+
+On a GPU (the figures for the timing page):
+    python benchmarks/ensemble_speed.py --device cuda --members 64 256 --precision both
 
 ``--workload mlp`` times the memorization chapter's network instead (digits, 64-256-256-10 ReLU
 MLP, minibatches of 64, SGD): the loop, genlib's hand-batched MLP ensemble, and torch.func's way of
@@ -169,41 +172,49 @@ def main_mlp(members: int, steps: int, device: torch.device) -> None:
     print(f"speedup {ensemble / loop:.2f}  (vmap {vmapped / loop:.2f}; genlib / vmap {ensemble / vmapped:.2f})")
 
 
-def main() -> None:
+def main_grokking(members: int, steps: int, device: torch.device, block: int | None) -> None:
+    loop = bench_loop(members, steps, device)
+    single, _ = bench_ensemble(1, steps, device)  # a loop of these runs at the same rate
+    ensemble, block = bench_ensemble(members, steps, device, block)
+    one_pass = bench_ensemble(members, steps, device, members)[0] if block < members else ensemble
+    print(f"loop of nn.Modules      {loop:10.1f} model-steps/s")
+    print(f"genlib, one member      {single:10.1f} model-steps/s  (folded first layer, no batching)")
+    print(f"genlib, all S in one pass {one_pass:8.1f} model-steps/s")
+    print(f"genlib ensemble (S={members}, {block} per pass) {ensemble:8.1f} model-steps/s")
+    print(f"speedup {ensemble / loop:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--members", type=int, default=8, help="ensemble size S (default 8)")
+    parser.add_argument("--members", type=int, nargs="+", default=[8],
+                        help="ensemble sizes S, each timed in turn (default 8; on a GPU: --members 64 256)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     parser.add_argument("--block", type=int, default=None,
                         help="members per forward/backward pass (default: genlib's choice for the device)")
-    parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "both"],
+                        help="float32 matrix products in full precision, in TF32 (CUDA), or each in turn")
     parser.add_argument("--workload", default="grokking", choices=["grokking", "mlp"],
                         help="grokking: embedding MLP, full batch, AdamW; mlp: digits MLP, minibatches, SGD")
-    args = parser.parse_args()
-    if args.members < 1:
-        parser.error(f"--members must be >= 1; got {args.members}")
+    args = parser.parse_args(argv)
+    if min(args.members) < 1:
+        parser.error(f"--members must all be >= 1; got {args.members}")
     if args.steps < 1:
         parser.error(f"--steps must be >= 1; got {args.steps}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
     device = pick_device(args.device)
-    print(f"device {device.type}, S = {args.members}, {args.steps} steps, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, workload {args.workload}")
-    if args.workload == "mlp":
-        main_mlp(args.members, args.steps, device)
-        return
-    loop = bench_loop(args.members, args.steps, device)
-    single, _ = bench_ensemble(1, args.steps, device)  # a loop of these runs at the same rate
-    ensemble, block = bench_ensemble(args.members, args.steps, device, args.block)
-    one_pass = bench_ensemble(args.members, args.steps, device, args.members)[0] if block < args.members else ensemble
-    print(f"loop of nn.Modules      {loop:10.1f} model-steps/s")
-    print(f"genlib, one member      {single:10.1f} model-steps/s  (folded first layer, no batching)")
-    print(f"genlib, all S in one pass {one_pass:8.1f} model-steps/s")
-    print(f"genlib ensemble (S={args.members}, {block} per pass) {ensemble:8.1f} model-steps/s")
-    print(f"speedup {ensemble / loop:.2f}")
+    precisions = ["fp32", "tf32"] if args.precision == "both" else [args.precision]
+    for precision in precisions:
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"  # TF32 exists on CUDA only
+        for members in args.members:
+            print(f"\ndevice {device.type}, S = {members}, {precision}, {args.steps} steps, torch {torch.__version__}, "
+                  f"{torch.get_num_threads()} CPU threads, workload {args.workload}")
+            if args.workload == "mlp":
+                main_mlp(members, args.steps, device)
+            else:
+                main_grokking(members, args.steps, device, args.block)
 
 
 if __name__ == "__main__":

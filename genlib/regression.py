@@ -34,8 +34,8 @@ def relu_features(x: torch.Tensor, n_features: int, seed: int) -> torch.Tensor:
     check_int("seed", seed, low=0)
     g = torch.Generator().manual_seed(seed)
     d = x.shape[-1]
-    w = torch.randn(d, n_features, generator=g, dtype=torch.float64) * math.sqrt(2 / d)
-    return torch.relu(x.to(torch.float64) @ w) / math.sqrt(n_features)
+    w = torch.randn(d, n_features, generator=g, dtype=torch.float64) * math.sqrt(2 / d)  # drawn on the CPU:
+    return torch.relu(x.to(torch.float64) @ w.to(x.device)) / math.sqrt(n_features)  # the same W on any device
 
 
 class SpectralSolver:

@@ -1,5 +1,7 @@
 """Run chapters at full scale and record the outcome: python scripts/record_full_run.py CHAPTER [...]
 
+``--all`` runs every chapter of the table of contents, in its order (on a GPU: the whole book).
+
 Each chapter's notebook is executed top to bottom with GENLIB_SCALE=full (nbclient, no output
 kept). Its claims are reported, not asserted, until recorded (see genlib/claims.py); this script
 writes the date, the hardware, the wall time and whether every claim held into
@@ -60,7 +62,16 @@ def update_timing_page(chapter: str, record: dict) -> None:
     page.write_text("\n".join(lines) + "\n")
 
 
+def book_chapters() -> list[str]:
+    """The notebooks of _toc.yml, in order."""
+    toc = (ROOT / "_toc.yml").read_text().splitlines()
+    files = [line.split("file:", 1)[1].strip().removeprefix("book/") for line in toc if "file:" in line]
+    return [name for name in files if (ROOT / "book" / f"{name}.ipynb").exists()]
+
+
 def main(chapters: list[str]) -> None:
+    if chapters == ["--all"]:
+        chapters = book_chapters()
     if not chapters:
         raise SystemExit(__doc__)
     for chapter in chapters:

@@ -75,8 +75,9 @@ class RandomFeatures(Experiment):
     def compute(self) -> History:
         points, members = self.points(), self.members()
         n_max = max(n for _, n, _ in points)
-        clean = digits(n_max, self.seeds, 0.0, self.n_val)  # the same splits as the noisy sets, true labels
-        noisy = [digits(n_max, self.seeds, noise, self.n_val).y for noise in self.noises]
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the SVDs, in float64
+        clean = digits(n_max, self.seeds, 0.0, self.n_val).to(device)  # the noisy sets' splits, true labels
+        noisy = [digits(n_max, self.seeds, noise, self.n_val).y.to(device) for noise in self.noises]
         metrics = {m: np.full((len(points), len(members)), np.nan)
                    for m in ("test_mse", "test_err", "train_mse", "weight_norm", "ridge")}
         for j, seed in enumerate(self.seeds):
