@@ -1,5 +1,5 @@
 """Tiny experiments for tests/test_cluster.py, in a module of their own so that worker processes
-can import them (the test uploads this file to every worker)."""
+can import them (the test puts this folder on their path)."""
 import os
 import time
 from dataclasses import dataclass

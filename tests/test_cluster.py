@@ -28,12 +28,14 @@ def local_cluster():
     import dask
 
     # A task whose worker dies is not retried: the sweep stops, as when a cluster loses a node for good.
+    # The workers import cluster_points from this folder, the same file as this process. (Uploading
+    # it with Client.upload_file re-imports it here from a temporary copy, and the cache key, which
+    # reads the experiment's source file, then depended on when that copy was read: a flaky test.)
+    here = str(Path(__file__).parent)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
-    client = distributed.Client(cluster)
-    client.upload_file(str(Path(__file__).with_name("cluster_points.py")))
-    return cluster, client
+                                           dashboard_address=None, env={"PYTHONPATH": here})
+    return cluster, distributed.Client(cluster)
 
 
 def test_every_point_is_computed_once_by_two_worker_processes(tmp_path):
