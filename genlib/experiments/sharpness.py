@@ -74,7 +74,7 @@ class StabilityGrid(StabilitySetup):
     batch_sizes: tuple[int | None, ...] = (None, 64, 16, 4)
     compared_lr: float = 0.8
     sam_radii: tuple[float, ...] = (0.05,)
-    minibatch_sharpness_every: int = 50  # readings cost as much as many cheap minibatch steps
+    minibatch_sharpness_every: int = 100  # a reading costs as much as many cheap minibatch steps
     sam_sharpness_every: int = 50
 
     def setups(self) -> dict[str, StabilitySetup]:
