@@ -24,6 +24,9 @@ class TaskData:
     (``per_member_inputs``: each member's own data set); y: (S, N) class labels or (S, N[, k])
     targets; train_idx: (S, n_train) and test_idx: (S, n_test) indices into N; subsets: extra named
     index sets (S, n_subset) that training also evaluates (e.g. the corrupted training examples).
+    soft_targets: optional (S, N, C) probabilities that training fits instead of the labels
+    (cross-entropy against them, e.g. a teacher's predictions for distillation); evaluation still
+    scores the class ids in y.
     """
 
     x: torch.Tensor
@@ -34,6 +37,7 @@ class TaskData:
     subsets: dict[str, torch.Tensor] = field(default_factory=dict)
     description: str = ""
     per_member_inputs: bool = False
+    soft_targets: torch.Tensor | None = None
 
     @property
     def members(self) -> int:
@@ -48,6 +52,12 @@ class TaskData:
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (S, B, ...) and targets (S, B[, k]) for per-member indices idx (S, B)."""
         return self.inputs(idx), self.y[torch.arange(len(idx), device=idx.device)[:, None], idx]
+
+    def soft_batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Soft targets (S, B, C) for per-member indices idx (S, B); requires ``soft_targets``."""
+        if self.soft_targets is None:
+            raise ValueError("soft_targets must be set to take a batch of them; got None")
+        return self.soft_targets[torch.arange(len(idx), device=idx.device)[:, None], idx]
 
     def eval_sets(self) -> dict[str, torch.Tensor]:
         """Named index sets to evaluate: train, test and any extra subsets."""
@@ -67,6 +77,7 @@ class TaskData:
             train_idx=self.train_idx.to(device),
             test_idx=self.test_idx.to(device),
             subsets={k: v.to(device) for k, v in self.subsets.items()},
+            soft_targets=None if self.soft_targets is None else move(self.soft_targets),
         )
 
     @classmethod

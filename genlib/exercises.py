@@ -151,3 +151,79 @@ def check_sharpness(candidate: Callable[[Callable[[torch.Tensor], torch.Tensor],
 
 def _column(values):
     return values[:, None] if isinstance(values, torch.Tensor) and values.dim() == 1 else values
+
+
+def check_nc1(candidate: Callable[[torch.Tensor, torch.Tensor, int], float], seed: int = 0) -> bool:
+    """End-of-training chapter, exercise: NC1 = Tr(Sigma_W Sigma_B^+) / K of features (N, d) with class ids
+    (N,) and K classes (no member axis). Checked against :func:`genlib.collapse.within_class_variation`
+    to 1e-6 relative on random features (fewer and more dimensions than classes) and nearly collapsed ones."""
+    from .collapse import within_class_variation  # imported here: the chapters' other checkers do not need it
+
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for n, d, k, noise in [(60, 4, 5, None), (80, 12, 4, None), (100, 8, 4, 0.01)]:
+        labels = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
+        means = torch.randn(k, d, generator=g, dtype=torch.float64) * (1.0 if noise is None else 3.0)
+        spread = 1.0 if noise is None else noise
+        features = means[labels] + spread * torch.randn(n, d, generator=g, dtype=torch.float64)
+        kind = "random features" if noise is None else f"nearly collapsed features (noise {noise})"
+        cases.append((f"{kind}, N = {n}, d = {d}, K = {k}", features, labels, k))
+    for case, features, labels, k in cases:
+        expected = float(within_class_variation(features[None], labels[None], k)[0])
+        got = candidate(features.clone(), labels.clone(), k)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = float(got)
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            print(f"✗ NC1: your function should return one number; for {case} it returned {got!r}")
+            return False
+        if not abs(got - expected) <= 1e-6 * abs(expected):
+            hint = {k: " (forgot to divide by K?)", 1 / k: " (divided by K twice?)"}.get(round(got / expected, 6), "")
+            print(f"✗ NC1 on {case}: expected {expected:.6g}, got {got:.6g}{hint}\n  Sigma_W: the mean over all N "
+                  "examples of (h - mu_c)(h - mu_c)^T; Sigma_B: the mean over the K classes of (mu_c - mu_G)"
+                  "(mu_c - mu_G)^T, mu_G the mean of all features; its pseudo-inverse (torch.linalg.pinv)")
+            return False
+    print(f"✓ NC1: matches genlib's within 1e-6 on {len(cases)} cases (random and nearly collapsed features)")
+    return True
+
+
+def check_ntk_entry(candidate: Callable[..., object], seed: int = 0) -> bool:
+    """Lazy-and-rich chapter, exercise: one entry of the empirical NTK, <df(x1)/dw, df(x2)/dw>, for
+    a single network f(params, x) -> scalar (params a tuple of tensors, no member axis; x one input
+    (3,)). Checked on two small random networks against :func:`genlib.ntk.empirical_ntk`, to 1e-8."""
+    from torch.func import functional_call
+
+    from .ntk import empirical_ntk
+
+    g = torch.Generator().manual_seed(seed)
+    models = [MLP(3, (6,), 1, [seed], activation="tanh").double(),
+              MLP(3, (5, 4), 1, [seed + 1], output_scale=2.0).double()]
+    for number, model in enumerate(models, 1):
+        names, buffers = [n for n, _ in model.named_parameters()], dict(model.named_buffers())
+
+        def f(params, x, model=model, names=names, buffers=buffers):
+            state = {n: p[None] for n, p in zip(names, params)} | buffers  # one member
+            return functional_call(model, state, (x.reshape(1, 1, -1),)).reshape(())
+
+        x1, x2 = torch.randn(2, 3, generator=g, dtype=torch.float64)
+        expected = float(empirical_ntk(model, x1[None], x2[None])[0, 0, 0])
+        params = tuple(p[0].detach().clone().requires_grad_() for p in model.parameters())
+        got = candidate(f, params, x1.clone(), x2.clone())
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            print(f"✗ NTK entry: your function should return one number; it returned {type(got).__name__}")
+            return False
+        if not abs(got - expected) <= 1e-8 * max(1.0, abs(expected)):
+            w = [p.detach().clone().requires_grad_() for p in params]
+            g1, g2 = torch.autograd.grad(f(w, x1), w), torch.autograd.grad(f(w, x2), w)
+            w = [p.detach() for p in w]
+            parts = [float((a * b).sum()) for a, b in zip(g1, g2)]
+            hint = "the sum over every parameter tensor of <grad at x1, grad at x2>"
+            if any(abs(got - part) <= 1e-8 * max(1.0, abs(part)) for part in parts):
+                hint = "that is one parameter tensor's share: sum the products over every parameter tensor"
+            elif abs(got - float(f(w, x1) * f(w, x2))) <= 1e-8 * max(1.0, abs(got)):
+                hint = "that is f(x1) f(x2): the kernel multiplies the gradients of the outputs, not the outputs"
+            print(f"✗ NTK entry (network {number}): expected {expected:.10g}, got {got:.10g}\n  ({hint})")
+            return False
+    print(f"✓ NTK entry: matches genlib's empirical_ntk to 1e-8 on {len(models)} small random networks")
+    return True

@@ -80,7 +80,8 @@ class Experiment:
         raise NotImplementedError(f"{type(self).__name__} must define build() or compute()")
 
     def extra_metrics(self, data: TaskData, model: Ensemble) -> dict[str, Callable[[Ensemble], torch.Tensor]]:
-        """Measurements recorded at every evaluation besides loss and accuracy (none by default)."""
+        """Measurements recorded at every evaluation besides loss and accuracy (none by default): each
+        function returns (S,) values, or a dict of them, recorded as "name/key"."""
         return {}
 
     def penalty(self, data: TaskData, model: Ensemble) -> Penalty | None:

@@ -1,5 +1,6 @@
-"""Per-example losses for ensembles: softmax and StableMax cross-entropy, squared error; and the
-early-learning regularization penalty (ELR) for noisy labels.
+"""Per-example losses for ensembles: softmax and StableMax cross-entropy, squared error, the
+label-smoothed and soft-target cross-entropies; and the early-learning regularization penalty
+(ELR) for noisy labels.
 
 All take outputs (S, B, C) and targets (S, B) class ids or (S, B[, k]) real values, and return
 (S, B) per-example losses, so that each member averages over its own examples.
@@ -41,6 +42,20 @@ def per_example_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) ->
     else:
         logp = torch.log(stablemax(outputs.double(), dim=-1))
     return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).to(outputs.dtype)
+
+
+def smoothed_cross_entropy(outputs: torch.Tensor, labels: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
+    """(S, B) label-smoothed cross-entropy (1 - eps) CE(y) + eps * mean over classes of -log p_c,
+    with one eps per member, smoothing (S,) (Szegedy et al. 2016; as F.cross_entropy's label_smoothing)."""
+    logp = F.log_softmax(outputs, dim=-1)
+    eps = smoothing.to(outputs).view(-1, 1)
+    return (1 - eps) * -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - eps * logp.mean(-1)
+
+
+def soft_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(S, B) cross-entropy -sum_c t_c log p_c against target probabilities targets (S, B, C)
+    (a teacher's predictions, for distillation: Hinton et al. 2015)."""
+    return -(targets.to(outputs) * F.log_softmax(outputs, dim=-1)).sum(-1)
 
 
 class EarlyLearningRegularization:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._validate import check_int
 from .losses import per_example_loss
 
 
@@ -58,6 +59,48 @@ def spectral_centroid(outputs: torch.Tensor) -> torch.Tensor:
     spectrum = torch.fft.rfft(mirrored - mirrored.mean(-1, keepdim=True), dim=-1).abs()[:, 1 : outputs.shape[-1]]
     k = torch.arange(1, spectrum.shape[-1] + 1, dtype=spectrum.dtype)
     return (spectrum * k).sum(-1) / spectrum.sum(-1).clamp_min(1e-30)
+
+
+def expected_calibration_error(outputs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> torch.Tensor:
+    """(S,) ECE (Guo et al. 2017): confidence = largest softmax probability, in ``bins`` equal-width
+    bins ((b-1)/bins, b/bins] of [0, 1]; the sum over bins of (share of examples in the bin) times
+    |accuracy - mean confidence| in it. outputs (S, N, C), labels (S, N). End-of-training chapter."""
+    check_int("bins", bins, low=1)
+    confidence, correct = _confidence(outputs, labels)
+    which = (confidence * bins).ceil().long().clamp(1, bins) - 1  # (S, N) bin of each example
+    gap = torch.zeros(len(which), bins, dtype=torch.float64, device=which.device)
+    gap.scatter_add_(1, which, correct - confidence)  # per bin: sum(correct) - sum(confidence)
+    return gap.abs().sum(1) / which.shape[1]
+
+
+def risk_coverage(outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coverage (N,), risk (S, N)): the error rate of each member's k most confident examples
+    (largest softmax probability; ties in example order) at coverage k / N, k = 1..N: selective
+    classification, answering only when confident. End-of-training chapter."""
+    confidence, correct = _confidence(outputs, labels)
+    order = torch.sort(confidence, dim=1, descending=True, stable=True).indices
+    errors = (1 - correct.gather(1, order)).cumsum(1)  # (S, N)
+    k = torch.arange(1, errors.shape[1] + 1, dtype=torch.float64, device=errors.device)
+    return k / errors.shape[1], errors / k
+
+
+def area_under_risk_coverage(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(S,) AURC: the mean of the risk-coverage curve over k = 1..N (lower: errors are the least confident)."""
+    return risk_coverage(outputs, labels)[1].mean(1)
+
+
+def _confidence(outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked arguments -> (S, N) largest softmax probabilities and 1.0 where their class is the label (float64)."""
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 3 or not outputs.is_floating_point():
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise ValueError(f"outputs must be floating-point logits (S, N, C); got {shape}")
+    if not isinstance(labels, torch.Tensor) or labels.shape != outputs.shape[:2] or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be class ids shaped like outputs' (S, N) = {tuple(outputs.shape[:2])}; "
+                         f"got {shape}")
+    device = "cpu" if outputs.device.type == "mps" else outputs.device  # MPS has no float64
+    confidence, predicted = torch.softmax(outputs.detach().to(device, torch.float64), dim=-1).max(-1)
+    return confidence, (predicted == labels.to(predicted.device)).double()
 
 
 def worst_rise(values) -> float:

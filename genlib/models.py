@@ -242,6 +242,32 @@ class Transformer(Ensemble):
         return self.embed[:, : self.p]
 
 
+class EnsembleBatchNorm(nn.Module):
+    """Batch normalization (Ioffe and Szegedy 2015) of (S, B, H) units, per member and unit over the
+    member's batch, with a learned scale and shift per member; evaluation mode uses running averages
+    of the batch statistics (momentum 0.1, as torch's BatchNorm1d). End-of-training chapter: the
+    networks in which Papyan et al. 2020 saw neural collapse all have it."""
+
+    def __init__(self, members: int, width: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(members, 1, width))
+        self.bias = nn.Parameter(torch.zeros(members, 1, width))
+        self.register_buffer("running_mean", torch.zeros(members, 1, width))
+        self.register_buffer("running_var", torch.ones(members, 1, width))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean, var = z.mean(1, keepdim=True), z.var(1, keepdim=True, unbiased=False)
+            with torch.no_grad():  # in place: member blocks pass views of these buffers
+                unbiased = var * (z.shape[1] / max(z.shape[1] - 1, 1))
+                self.running_mean.lerp_(mean.to(self.running_mean), self.momentum)
+                self.running_var.lerp_(unbiased.to(self.running_var), self.momentum)
+        else:
+            mean, var = self.running_mean.to(z), self.running_var.to(z)
+        return (z - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
 class MLP(Ensemble):
     """A fully connected network on feature vectors: (S, B, in_dim) -> (S, B, out_dim).
 
@@ -258,6 +284,10 @@ class MLP(Ensemble):
     ``bias_init`` is the standard deviation of the initial biases (0: biases start at zero).
     ``dropout`` (one rate or one per member) zeroes each hidden unit with that probability while
     training (inverted dropout: the kept units are scaled by 1 / (1 - rate)); evaluation uses all.
+    ``batch_norm=True`` normalizes every hidden layer's pre-activations over the batch
+    (:class:`EnsembleBatchNorm`); not with ``centered`` or a fixed readout.
+    :meth:`set_weight_masks` prunes weights (end-of-training chapter): each weight matrix is
+    multiplied by a fixed per-member 0/1 mask in the forward pass, so pruned weights get no gradient.
     """
 
     def __init__(
@@ -275,6 +305,7 @@ class MLP(Ensemble):
         member_widths: Sequence[int] | None = None,
         dropout: float | Sequence[float] = 0.0,
         bias_init: float = 0.0,
+        batch_norm: bool = False,
     ):
         super().__init__(seeds, output_scale)
         check_int("in_dim", in_dim, low=1)
@@ -287,6 +318,8 @@ class MLP(Ensemble):
             raise ValueError(f"out_dim must be {fixed_readout[readout]} with readout={readout!r}; got {out_dim!r}")
         if readout in fixed_readout and not hidden:
             raise ValueError(f"hidden must hold at least one width with readout={readout!r}; got ()")
+        if batch_norm and (centered or readout != "linear"):
+            raise ValueError(f"batch_norm must be False with centered=True or readout={readout!r}; got True")
         self.activation, self.readout, self.bias = ACTIVATIONS[activation], readout, bias
         self.in_dim, self.out_dim = in_dim, out_dim
         rates = per_member("dropout", dropout, self.members, low=0.0, high=1.0, high_open=True)
@@ -308,6 +341,8 @@ class MLP(Ensemble):
         self.masked = member_widths is not None
         if self.masked:
             self._mask_hidden_units(list(member_widths), list(hidden), init_scale)
+        self.weight_masks = BufferList([])  # none: every weight is used (see set_weight_masks)
+        self.norms = nn.ModuleList(EnsembleBatchNorm(self.members, width) for width in hidden) if batch_norm else None
         self.centered = centered
         if centered:  # frozen copies of the initial network
             self.initial_weights = BufferList(w.detach().clone() for w in self.weights)
@@ -326,24 +361,84 @@ class MLP(Ensemble):
             for w in list(self.weights)[1:]:
                 w.mul_(math.sqrt(hidden[0]) / widths.float().sqrt()[:, None, None])
 
-    def _network(self, x: torch.Tensor, weights, biases) -> torch.Tensor:
+    def set_weight_masks(self, masks: Sequence[torch.Tensor] | None) -> None:
+        """Prune: keep weight matrix i only where ``masks[i]`` (S, fan_in, out) is 1; None removes the masks.
+
+        Masks cover every weight matrix (not the biases), are kept as buffers (they follow ``.to()``
+        and :func:`genlib.train.ensemble_backward`'s member blocks) and multiply the weights in the
+        forward pass, so a pruned weight gets zero gradient; the pruned weights are also set to 0
+        here, so that they stay 0 through training (any optimizer, weight decay included). With
+        ``centered=True`` the frozen initial network is masked too. End-of-training chapter.
+        """
+        if masks is None:
+            self.weight_masks = BufferList([])
+            return
+        masks = list(masks)
+        shapes = [tuple(w.shape) for w in self.weights]
+        given = [tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__ for m in masks]
+        if given != shapes:
+            raise ValueError(f"masks must be one tensor per weight matrix, shaped like the weights {shapes}; "
+                             f"got {given}")
+        for m in masks:
+            if not ((m == 0) | (m == 1)).all():
+                raise ValueError(f"masks must hold only 0 and 1; got values {torch.unique(m)[:5].tolist()}...")
+        self.weight_masks = BufferList(m.detach().to(w).clone() for m, w in zip(masks, self.weights))
+        with torch.no_grad():
+            for w, m in zip(self.weights, self.weight_masks):
+                w.mul_(m)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, B, width) penultimate features: the last hidden layer's units, after the activation and
+        any unit masks (and dropout, in training mode), for inputs x (S, B, in_dim); linear readout only.
+
+        ``features(x) @ w + b`` with the last layer's (masked) weights is the raw output, except with
+        ``centered=True``, whose raw output also subtracts the initial network. End-of-training chapter.
+        """
+        if self.readout != "linear":
+            raise ValueError(f"readout must be 'linear' for penultimate features; got {self.readout!r}")
+        if len(self.weights) < 2:
+            raise ValueError("hidden must hold at least one width for penultimate features; got ()")
+        return self._hidden(x, self._layers(self.weights, self.biases)[:-1])
+
+    def readout_layer(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(w (S, width, C) with its mask applied, b (S, 1, C) or None): the last layer, as it acts on
+        :meth:`features`. End-of-training chapter (self-duality of the classifier and class means)."""
+        if self.readout != "linear":
+            raise ValueError(f"readout must be 'linear' for a readout layer; got {self.readout!r}")
+        return self._layers(self.weights, self.biases)[-1]
+
+    def _layers(self, weights, biases) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(weight with its mask applied, bias or None) of every layer."""
+        masks = list(self.weight_masks)
+        return [(w * masks[i] if masks else w, biases[i] if self.bias else None) for i, w in enumerate(weights)]
+
+    @staticmethod
+    def _affine(h: torch.Tensor, layer: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        w, b = layer  # h (S, B, fan_in), w (S, fan_in, out), b (S, 1, out)
+        return torch.bmm(h, w) if b is None else torch.baddbmm(b, h, w)
+
+    def _hidden(self, x: torch.Tensor, layers) -> torch.Tensor:
+        """The units after ``layers``, each an affine map, the activation, unit masks and dropout."""
         h = x  # (S, B, in_dim)
-        last = len(weights) - 1
-        for i, w in enumerate(weights):
-            h = torch.baddbmm(biases[i], h, w) if self.bias else torch.bmm(h, w)
-            if i < last or self.readout != "linear":
-                h = self.activation(h)
-                if self.masked:
-                    h = h * self.unit_mask
-                if self.use_dropout and self.training:
-                    keep = 1 - self.dropout_rate.to(h.dtype)
-                    h = h * (torch.rand_like(h) < keep) / keep
+        for i, layer in enumerate(layers):
+            z = self._affine(h, layer)
+            h = self.activation(self.norms[i](z) if self.norms is not None else z)
+            if self.masked:
+                h = h * self.unit_mask
+            if self.use_dropout and self.training:
+                keep = 1 - self.dropout_rate.to(h.dtype)
+                h = h * (torch.rand_like(h) < keep) / keep
+        return h
+
+    def _network(self, x: torch.Tensor, weights, biases) -> torch.Tensor:
+        layers = self._layers(weights, biases)
+        if self.readout == "linear":
+            return self._affine(self._hidden(x, layers[:-1]), layers[-1])
+        h = self._hidden(x, layers)
         if self.readout == "mean":
             return h.mean(-1, keepdim=True)
-        if self.readout == "signed":
-            f = (h * self.readout_signs[:, None, :].to(h.dtype)).sum(-1, keepdim=True)
-            return torch.cat([torch.zeros_like(f), f], dim=-1)
-        return h
+        f = (h * self.readout_signs[:, None, :].to(h.dtype)).sum(-1, keepdim=True)  # readout "signed"
+        return torch.cat([torch.zeros_like(f), f], dim=-1)
 
     def raw_output(self, x: torch.Tensor) -> torch.Tensor:
         out = self._network(x, self.weights, self.biases)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ._validate import check_choice, check_float, check_int, per_member
 from .data import TaskData
 from .history import History
-from .losses import LOSSES, per_example_loss
+from .losses import LOSSES, per_example_loss, smoothed_cross_entropy, soft_cross_entropy
 from .metrics import accuracy, parameter_norm, softmax_collapse
 from .models import Ensemble
 from .optim import EnsembleOptimizer, broadcast_per_member
@@ -34,8 +34,14 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass
 class TrainConfig:
-    """How to train. ``lr`` and ``weight_decay`` take one value or one per member. Checked when
-    built: a bad value raises a ValueError that names it."""
+    """How to train. ``lr``, ``weight_decay`` and ``label_smoothing`` take one value or one per
+    member. Checked when built: a bad value raises a ValueError that names it.
+
+    ``label_smoothing`` eps (cross-entropy only, in [0, 1)) smooths the training objective to
+    (1 - eps) CE(y) + eps * mean over classes of -log p_c (Szegedy et al. 2016); the recorded train
+    and test losses stay the plain, unsmoothed loss. Soft targets in the data
+    (``TaskData.soft_targets``) replace the labels in the training objective the same way.
+    """
 
     steps: int = 1000
     lr: float | Sequence[float] = 1e-3
@@ -45,8 +51,11 @@ class TrainConfig:
     eps: float = 1e-8
     momentum: float = 0.0
     loss: str = "cross_entropy"  # "cross_entropy" | "stablemax" | "mse"
+    label_smoothing: float | Sequence[float] = 0.0  # training objective only; cross_entropy only
     perpendicular_grad: bool = False  # ⊥Grad (Prieto et al. 2025)
     sam_radius: float = 0.0  # > 0: sharpness-aware minimization (Foret et al. 2021) with this rho
+    lr_milestones: tuple[int, ...] = ()  # steps after which every lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
     dtype: str = "float32"  # "float32" | "float64"
     batch_size: int | None = None  # None: full batch
     eval_every: int = 10
@@ -64,10 +73,19 @@ class TrainConfig:
                 check_float(name, v, low=0.0, low_open=name == "lr")
         check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
         check_choice("loss", self.loss, LOSSES)
+        smoothing = self.label_smoothing
+        for v in smoothing if isinstance(smoothing, (list, tuple)) else [smoothing]:
+            check_float("label_smoothing", v, 0.0, 1.0, high_open=True)
+            if v > 0 and self.loss != "cross_entropy":
+                raise ValueError(f"label_smoothing must be 0 with loss={self.loss!r} (it smooths cross_entropy "
+                                 f"only); got {smoothing!r}")
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
         check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_float("sam_radius", self.sam_radius, low=0.0)
+        for milestone in self.lr_milestones:
+            check_int("lr_milestones", milestone, low=1, high=self.steps)
+        check_float("lr_gamma", self.lr_gamma, 0.0, low_open=True)
         check_int("eval_every", self.eval_every, low=1)
         check_int("eval_log_points", self.eval_log_points, low=0)
         if self.batch_size is not None:
@@ -79,6 +97,10 @@ class TrainConfig:
         """(learning rates, weight decays), one per member."""
         return (per_member("lr", self.lr, members, low=0.0, low_open=True),
                 per_member("weight_decay", self.weight_decay, members, low=0.0))
+
+    def smoothing_per_member(self, members: int) -> list[float]:
+        """Label smoothing, one value per member."""
+        return per_member("label_smoothing", self.label_smoothing, members, low=0.0, high=1.0, high_open=True)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -136,14 +158,25 @@ def ensemble_backward(
     block: int,
     penalty: Penalty | None = None,
     idx: torch.Tensor | None = None,
+    label_smoothing: torch.Tensor | None = None,
+    soft_targets: torch.Tensor | None = None,
 ) -> None:
     """Accumulate the gradient of every member's mean loss (plus penalty), ``block`` members per pass.
 
     Members share no parameters, so running them in blocks gives the same gradients as one pass.
+    ``label_smoothing`` (S,) smooths the cross-entropy per member; ``soft_targets`` (S, B, C)
+    replaces the labels y by target probabilities (cross-entropy only).
     """
 
+    def objective(outputs: torch.Tensor, part: slice) -> torch.Tensor:  # (S_block, B)
+        if soft_targets is not None:
+            return soft_cross_entropy(outputs, soft_targets[part])
+        if label_smoothing is not None:
+            return smoothed_cross_entropy(outputs, y[part], label_smoothing[part])
+        return per_example_loss(outputs, y[part], loss)
+
     def backward(outputs: torch.Tensor, part: slice) -> None:
-        total = per_example_loss(outputs, y[part], loss).mean(-1)
+        total = objective(outputs, part).mean(-1)
         if penalty is not None:
             total = total + penalty(outputs, idx[part], part)
         total.sum().backward()
@@ -216,6 +249,18 @@ def check_sizes(model: Ensemble, data: TaskData) -> None:
         targets = 1 if data.y.dim() == 2 else data.y.shape[-1]
         if model.out_dim != targets:
             raise ValueError(f"the model's outputs ({model.out_dim}) must equal the targets per example; got {targets}")
+    soft = data.soft_targets
+    if soft is not None:
+        expected = (*data.y.shape[:2], model.out_dim)
+        if data.num_classes is None or not isinstance(soft, torch.Tensor) or tuple(soft.shape) != expected:
+            shape = tuple(soft.shape) if isinstance(soft, torch.Tensor) else type(soft).__name__
+            raise ValueError(f"data.soft_targets must be probabilities (S, N, C) = {expected} for a classification "
+                             f"task; got {shape}{'' if data.num_classes else ' with num_classes=None'}")
+        sums = soft.sum(-1)
+        if soft.min() < 0 or (sums - 1).abs().max() > 1e-3:
+            raise ValueError(f"data.soft_targets must be probabilities (entries >= 0, each row summing to 1); got "
+                             f"entries from {float(soft.min()):.3g}, row sums {float(sums.min()):.4g} to "
+                             f"{float(sums.max()):.4g}")
 
 
 class _Recorder:
@@ -229,7 +274,8 @@ class _Recorder:
     def __call__(self, step: int) -> None:
         values = evaluate(self.model, self.data, self.loss)
         for name, fn in self.extra.items():
-            values[name] = fn(self.model)
+            value = fn(self.model)  # (S,), or {key: (S,)} recorded as "name/key" (one pass, several measures)
+            values.update({f"{name}/{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
         for name, v in values.items():
             self.records.setdefault(name, []).append(v.detach().float().cpu().numpy())
         self.steps.append(step)
@@ -262,6 +308,10 @@ def train(
     if members is not None and len(members) != model.members:
         raise ValueError(f"members must give one label dict per model member ({model.members}); got {len(members)}")
     lr, wd = config.per_member(model.members)
+    smoothing = config.smoothing_per_member(model.members)
+    if data.soft_targets is not None and (config.loss != "cross_entropy" or any(smoothing)):
+        raise ValueError(f"data.soft_targets must be trained with loss='cross_entropy' and no label_smoothing; "
+                         f"got loss={config.loss!r}, label_smoothing={config.label_smoothing!r}")
     device = pick_device(config.device)
     if device.type == "mps" and config.dtype == "float64":
         device = torch.device("cpu")  # MPS has no float64
@@ -280,10 +330,12 @@ def train(
                leave=False)
     record = _Recorder(model, data, config.loss, extra_metrics or {}, bar)
     started = time.perf_counter()
-    _loop(model, data, config, optimizer, block, penalty, record)
+    smooth = torch.tensor(smoothing, device=device, dtype=dtype) if any(smoothing) else None
+    _loop(model, data, config, optimizer, block, penalty, record, smooth)
     bar.close()
 
-    labels = [{"seed": s, "lr": lr[i], "weight_decay": wd[i], "output_scale": model.output_scales[i]}
+    labels = [{"seed": s, "lr": lr[i], "weight_decay": wd[i], "output_scale": model.output_scales[i],
+               "label_smoothing": smoothing[i]}
               | (members[i] if members is not None else {}) for i, s in enumerate(model.seeds)]
     meta = {
         "config": {k: v for k, v in asdict(config).items() if k != "progress"},
@@ -296,21 +348,26 @@ def train(
     return History(np.array(record.steps), record.metrics(), labels, meta)
 
 
-def _loop(model, data, config: TrainConfig, optimizer, block: int, penalty, record: _Recorder) -> None:
+def _loop(model, data, config: TrainConfig, optimizer, block: int, penalty, record: _Recorder,
+          smoothing: torch.Tensor | None = None) -> None:
     """The training steps, with an evaluation at step 0 and at every step of the schedule."""
     schedule = set(eval_schedule(config.steps, config.eval_every, config.eval_log_points).tolist())
     batches = _batches(data, config.batch_size, config.seed)
     record(0)
     torch.manual_seed(config.seed)  # reseeds the global generator: the same dropout masks every run
     model.train()
+    milestones = set(config.lr_milestones)
     for step in range(1, config.steps + 1):
         x, y, idx = next(batches)  # (S, B, ...)
+        soft = None if data.soft_targets is None else data.soft_batch(idx)  # (S, B, C)
+        backward = partial(ensemble_backward, model, x, y, config.loss, block, penalty, idx, smoothing, soft)
         optimizer.zero_grad()
-        ensemble_backward(model, x, y, config.loss, block, penalty, idx)
+        backward()
         if config.sam_radius > 0:
-            _sharpness_aware_gradient(model, optimizer, config.sam_radius,
-                                      partial(ensemble_backward, model, x, y, config.loss, block, penalty, idx))
+            _sharpness_aware_gradient(model, optimizer, config.sam_radius, backward)
         optimizer.step()
+        if step in milestones:  # a step schedule (Papyan et al. 2020 divide by 10 twice)
+            optimizer.lr.mul_(config.lr_gamma)
         if step in schedule:
             record(step)
 

@@ -89,3 +89,50 @@ def test_member_widths_scale_the_readout_for_the_members_own_fan_in():
     narrow = MLP(5, (400,), 3, list(range(200)), member_widths=[4] * 200)
     readout = narrow.weights[1].detach()[:, :4, :]  # the units each member actually uses
     assert 0.8 < float(readout.std()) * 4**0.5 < 1.2  # std 1/sqrt(own width), not 1/sqrt(400)
+
+
+def test_batch_norm_matches_torch_batchnorm1d_per_member_in_training_and_evaluation():
+    seeds = [0, 1]
+    model = MLP(3, (5, 4), 2, seeds, batch_norm=True).double()
+    with torch.no_grad():  # a non-trivial scale and shift, so that their layout is checked too
+        for norm in model.norms:
+            norm.weight.normal_(), norm.bias.normal_()
+    x = torch.randn(2, 16, 3, dtype=torch.float64)
+    references = []
+    for s in range(2):  # member s rebuilt from torch modules
+        layers = []
+        for i, width in enumerate((5, 4)):
+            linear = torch.nn.Linear(model.weights[i].shape[1], width).double()
+            linear.weight.data, linear.bias.data = model.weights[i][s].T.detach(), model.biases[i][s, 0].detach()
+            norm = torch.nn.BatchNorm1d(width).double()
+            norm.weight.data, norm.bias.data = model.norms[i].weight[s, 0].detach(), model.norms[i].bias[s, 0].detach()
+            layers += [linear, norm, torch.nn.ReLU()]
+        out = torch.nn.Linear(4, 2).double()
+        out.weight.data, out.bias.data = model.weights[2][s].T.detach(), model.biases[2][s, 0].detach()
+        references.append(torch.nn.Sequential(*layers, out))
+    for mode in ("train", "train", "eval"):  # two training passes move the running statistics
+        model.train(mode == "train")
+        outputs = model(x)
+        for s, reference in enumerate(references):
+            reference.train(mode == "train")
+            torch.testing.assert_close(outputs[s], reference(x[s]), msg=f"member {s}, {mode} mode")
+
+
+def test_batch_norm_running_statistics_follow_member_blocks():
+    from genlib.train import ensemble_backward
+
+    x, y = torch.randn(3, 8, 3), torch.randint(0, 2, (3, 8))
+    stats = []
+    for block in (3, 1):
+        model = MLP(3, (6,), 2, [0, 1, 2], batch_norm=True)
+        ensemble_backward(model, x, y, "cross_entropy", block)
+        stats.append(model.norms[0].running_mean.clone())
+    torch.testing.assert_close(stats[1], stats[0])
+    assert stats[0].abs().sum() > 0, "a training pass should move the running mean"
+
+
+def test_batch_norm_is_refused_where_it_has_no_meaning():
+    with pytest.raises(ValueError, match="batch_norm"):
+        MLP(3, (4,), 1, [0], batch_norm=True, centered=True)
+    with pytest.raises(ValueError, match="batch_norm"):
+        MLP(3, (4,), 1, [0], batch_norm=True, readout="mean")

@@ -135,3 +135,25 @@ def test_member_blocks_give_the_same_gradients_as_one_pass(make):
     for other in grads[1:]:
         for g_one_pass, g_blocked in zip(grads[0], other):
             torch.testing.assert_close(g_blocked, g_one_pass)
+
+
+def test_lr_milestones_divide_the_step_size():
+    data = quadratic_teacher(dim=4, n_train=20, n_test=5, seeds=[0])
+    steps = []
+    for milestones in ((), (2,)):
+        model = MLP(4, (8,), 1, [0])
+        start = [p.detach().clone() for p in model.parameters()]
+        config = TrainConfig(steps=3, lr=0.1, optimizer="sgd", loss="mse", lr_milestones=milestones, lr_gamma=0.1,
+                             eval_every=1, eval_log_points=0, device="cpu")
+        train(model, data, config)
+        steps.append(sum(float((p - p0).norm()) for p, p0 in zip(model.parameters(), start)))
+    assert steps[1] < steps[0], f"moved {steps[1]:.4f} with the schedule, {steps[0]:.4f} without"
+    with pytest.raises(ValueError, match="lr_milestones"):
+        TrainConfig(steps=10, lr_milestones=(11,))
+
+
+def test_a_metric_may_return_several_measures_at_once():
+    data, model = small()
+    h = train(model, data, TrainConfig(steps=4, eval_every=2, eval_log_points=0),
+              extra_metrics={"pair": lambda m: {"one": torch.ones(2), "two": 2 * torch.ones(2)}})
+    assert np.all(h["pair/one"] == 1) and np.all(h["pair/two"] == 2)
