@@ -99,6 +99,25 @@ def neural_collapse(
 def model_collapse(model: MLP, data: TaskData, split: str = "train") -> dict[str, torch.Tensor]:
     """:func:`neural_collapse` of an MLP's penultimate features on one of ``data``'s evaluation sets
     (its training examples by default), in evaluation mode, with its last layer as the classifier."""
+    x, labels = _evaluation_set(model, data, split)
+    with evaluation_mode(model):
+        h = model.features(x)
+        weight, bias = model.readout_layer()
+    return neural_collapse(h, labels, data.num_classes, weight, bias)
+
+
+def nc1_by_layer(model: MLP, data: TaskData, split: str = "train") -> dict[str, torch.Tensor]:
+    """{"layer1": (S,), ...}: NC1 of every hidden layer's units on one evaluation set, in evaluation
+    mode. Collapse builds up through depth: features closer to the input, which cannot move as far
+    from the data, collapse less (He and Su 2023; Tirer et al. 2023)."""
+    x, labels = _evaluation_set(model, data, split)
+    with evaluation_mode(model):
+        return {f"layer{i + 1}": within_class_variation(model.features(x, layer=i), labels, data.num_classes)
+                for i in range(len(model.weights) - 1)}
+
+
+def _evaluation_set(model: MLP, data: TaskData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked arguments; the inputs (on the model's device and dtype) and labels of one evaluation set."""
     if not isinstance(model, MLP):
         raise ValueError(f"model must be a genlib.models.MLP; got {type(model).__name__}")
     check_sizes(model, data)
@@ -106,12 +125,8 @@ def model_collapse(model: MLP, data: TaskData, split: str = "train") -> dict[str
         raise ValueError("data must be a classification task (num_classes set); got num_classes=None")
     sets = data.eval_sets()
     check_choice("split", split, sets)
-    like = next(model.parameters())
     x, labels = data.batch(sets[split].to(data.y.device))
-    with evaluation_mode(model):
-        h = model.features(x.to(like))
-        weight, bias = model.readout_layer()
-    return neural_collapse(h, labels, data.num_classes, weight, bias)
+    return x.to(next(model.parameters())), labels
 
 
 def _class_means(

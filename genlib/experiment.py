@@ -79,6 +79,10 @@ class Experiment:
         """The data, the model (one member per entry of :meth:`members`) and how to train it."""
         raise NotImplementedError(f"{type(self).__name__} must define build() or compute()")
 
+    def prerequisites(self) -> list[Experiment]:
+        """Experiments whose runs :meth:`build` reads (e.g. teachers for distillation); none by default."""
+        return []
+
     def extra_metrics(self, data: TaskData, model: Ensemble) -> dict[str, Callable[[Ensemble], torch.Tensor]]:
         """Measurements recorded at every evaluation besides loss and accuracy (none by default): each
         function returns (S,) values, or a dict of them, recorded as "name/key"."""

@@ -89,6 +89,16 @@ def area_under_risk_coverage(outputs: torch.Tensor, labels: torch.Tensor) -> tor
     return risk_coverage(outputs, labels)[1].mean(1)
 
 
+def excess_area_under_risk_coverage(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(S,) E-AURC (Geifman et al. 2019): AURC minus that of the best ranking of the same predictions
+    (every correct example before every error), so that members with different error rates compare
+    by how well their confidence ranks their own errors (0: perfectly)."""
+    _, correct = _confidence(outputs, labels)
+    k = torch.arange(1, correct.shape[1] + 1, dtype=torch.float64, device=correct.device)
+    best = (k - correct.sum(1, keepdim=True)).clamp_min(0) / k  # errors only once the correct ones run out
+    return area_under_risk_coverage(outputs, labels) - best.mean(1)
+
+
 def _confidence(outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked arguments -> (S, N) largest softmax probabilities and 1.0 where their class is the label (float64)."""
     if not isinstance(outputs, torch.Tensor) or outputs.dim() != 3 or not outputs.is_floating_point():

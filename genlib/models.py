@@ -387,18 +387,21 @@ class MLP(Ensemble):
             for w, m in zip(self.weights, self.weight_masks):
                 w.mul_(m)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(S, B, width) penultimate features: the last hidden layer's units, after the activation and
-        any unit masks (and dropout, in training mode), for inputs x (S, B, in_dim); linear readout only.
+    def features(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """(S, B, width) the units of hidden layer ``layer`` (by default the last: the penultimate
+        features), after the activation and any unit masks (and dropout, in training mode), for inputs
+        x (S, B, in_dim); linear readout only.
 
         ``features(x) @ w + b`` with the last layer's (masked) weights is the raw output, except with
         ``centered=True``, whose raw output also subtracts the initial network. End-of-training chapter.
         """
         if self.readout != "linear":
             raise ValueError(f"readout must be 'linear' for penultimate features; got {self.readout!r}")
-        if len(self.weights) < 2:
+        hidden = len(self.weights) - 1
+        if hidden < 1:
             raise ValueError("hidden must hold at least one width for penultimate features; got ()")
-        return self._hidden(x, self._layers(self.weights, self.biases)[:-1])
+        check_int("layer", layer, low=-hidden, high=hidden - 1)
+        return self._hidden(x, self._layers(self.weights, self.biases)[: layer % hidden + 1])
 
     def readout_layer(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(w (S, width, C) with its mask applied, b (S, 1, C) or None): the last layer, as it acts on

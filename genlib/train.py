@@ -84,7 +84,7 @@ class TrainConfig:
         check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_float("sam_radius", self.sam_radius, low=0.0)
         for milestone in self.lr_milestones:
-            check_int("lr_milestones", milestone, low=1, high=self.steps)
+            check_int("lr_milestones", milestone, low=1)  # one past the last step never fires
         check_float("lr_gamma", self.lr_gamma, 0.0, low_open=True)
         check_int("eval_every", self.eval_every, low=1)
         check_int("eval_log_points", self.eval_log_points, low=0)

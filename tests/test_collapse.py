@@ -216,3 +216,18 @@ def test_model_collapse_uses_the_penultimate_features_of_the_training_set():
         torch.testing.assert_close(got[name], expected[name], rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="split"):
         model_collapse(model, data, split="validation")
+
+
+def test_nc1_by_layer_measures_every_hidden_layer():
+    from genlib.collapse import nc1_by_layer
+    from genlib.data import digits
+    from genlib.models import MLP
+
+    data = digits(100, [0, 1])
+    model = MLP(64, (16, 8), 10, [0, 1])
+    layers = nc1_by_layer(model, data)
+    assert list(layers) == ["layer1", "layer2"] and all(v.shape == (2,) for v in layers.values())
+    with torch.no_grad():
+        expected = within_class_variation(model.features(data.inputs(data.train_idx), layer=0),
+                                          data.batch(data.train_idx)[1], 10)
+    torch.testing.assert_close(layers["layer1"], expected)

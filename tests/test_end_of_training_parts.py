@@ -338,3 +338,15 @@ def test_nc1_check_explains_wrong_answers(capsys):
     assert "✗" in capsys.readouterr().out
     assert not check_nc1(lambda f, y, k: [reader_nc1(f, y, k)])
     assert "one number" in capsys.readouterr().out
+
+
+def test_excess_aurc_is_zero_when_the_errors_are_the_least_confident_and_positive_otherwise():
+    from genlib.metrics import area_under_risk_coverage, excess_area_under_risk_coverage
+
+    labels = torch.zeros(2, 4, dtype=torch.long)
+    right = [3.0, 0.0]
+    ranked = torch.tensor([[right, right, [0.5, 0.0], [0.0, 0.5]],    # the error is the least confident
+                           [right, right, [0.5, 0.0], [0.0, 3.0]]])  # the error is the most confident
+    excess = excess_area_under_risk_coverage(ranked, labels)
+    assert abs(float(excess[0])) < 1e-12
+    assert float(excess[1]) > 0 and float(area_under_risk_coverage(ranked, labels)[1]) > float(excess[1])

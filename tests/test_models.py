@@ -136,3 +136,13 @@ def test_batch_norm_is_refused_where_it_has_no_meaning():
         MLP(3, (4,), 1, [0], batch_norm=True, centered=True)
     with pytest.raises(ValueError, match="batch_norm"):
         MLP(3, (4,), 1, [0], batch_norm=True, readout="mean")
+
+
+def test_features_of_every_hidden_layer():
+    model = MLP(3, (5, 4), 2, [0, 1])
+    x = torch.randn(2, 7, 3)
+    first = torch.relu(torch.baddbmm(model.biases[0], x, model.weights[0]))
+    torch.testing.assert_close(model.features(x, layer=0), first)
+    torch.testing.assert_close(model.features(x), model.features(x, layer=1))
+    with pytest.raises(ValueError, match="layer"):
+        model.features(x, layer=2)

@@ -1,0 +1,316 @@
+"""Experiments of the end-of-training chapter (book/end_of_training.ipynb): declared setups plus one
+build each, all on scikit-learn's digits with ReLU MLPs trained by SGD with momentum (:class:`DigitsRecipe`).
+
+- :class:`CollapseSetup`: far past zero training error, with batch norm and a step schedule; members
+  are weight decay x seeds; the neural-collapse measures at every evaluation, NC1 at every layer.
+- :class:`SmoothingSetup`: label smoothing eps x seeds; every member's logits and NC1 kept.
+- :class:`DistillationSetup`: students trained on the soft predictions of a SmoothingSetup's
+  networks at a temperature; members are (teacher's eps, temperature) x seeds.
+- :class:`ScoreSetup`: EL2N and GraNd a few epochs into training, on one fixed training set, one
+  score per example and initialization. :class:`DietSetup`: training on the examples kept by the
+  scores (hardest, easiest, random, hardest after skipping the very hardest); one per kept fraction.
+- :class:`RandomPruningSetup`: pruned at random before training, members sparsity x seeds.
+  :class:`MagnitudePruningSetup`: iterative magnitude pruning with rewinding, one round per sparsity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from .._validate import check_choice, check_float, check_int
+from ..collapse import model_collapse, nc1_by_layer
+from ..data import TaskData, digits
+from ..experiment import Experiment
+from ..history import History
+from ..models import MLP
+from ..pruning import magnitude_masks, random_masks, rewind, snapshot
+from ..scores import el2n, grand
+from ..train import TrainConfig, predict, train
+
+STUDENT_SEED_OFFSET = 1000  # students start from other initial weights than their teachers
+
+
+@dataclass(frozen=True)
+class DigitsRecipe(Experiment):
+    """What every setup of the chapter shares: the digits (``n_train`` training images per seed, the
+    rest for testing), a ReLU MLP, SGD with momentum 0.9 on minibatches, and optionally the step
+    schedule of Papyan et al. 2020 (the step size divided by 10 after a third and two thirds)."""
+
+    n_train: int = 1000
+    hidden: tuple[int, ...] = (128, 128)
+    batch_norm: bool = False
+    lr: float = 0.05
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    steps: int = 600
+    schedule: bool = False
+    eval_every: int = 100
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def network(self, seeds: list[int], **kw) -> MLP:
+        return MLP(64, self.hidden, 10, seeds, batch_norm=self.batch_norm, **kw)
+
+    def config(self, **kw) -> TrainConfig:
+        milestones = tuple(m for m in (self.steps // 3, 2 * self.steps // 3) if m >= 1) if self.schedule else ()
+        settings = dict(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay, optimizer="sgd", momentum=0.9,
+                        batch_size=self.batch_size, lr_milestones=milestones, eval_every=self.eval_every,
+                        eval_log_points=0)
+        return TrainConfig(**(settings | kw))
+
+
+@dataclass(frozen=True)
+class CollapseSetup(DigitsRecipe):
+    """Papyan, Han and Donoho 2020: train far past zero training error and watch the last layer."""
+
+    FULL = dict(n_train=1300, hidden=(256, 256, 256), steps=7200, weight_decays=(1e-2, 5e-3, 1e-3, 5e-4),
+                seeds=tuple(range(5)), eval_every=200)
+    AXES = {"weight_decay": "weight_decays"}
+
+    hidden: tuple[int, ...] = (128, 128, 128)
+    batch_norm: bool = True
+    steps: int = 1800
+    schedule: bool = True
+    weight_decays: tuple[float, ...] = (5e-3, 5e-4)
+    loss: str = "cross_entropy"
+    eval_every: int = 60
+    early_readings: int = 15
+
+    def build(self):
+        seeds = self.member_values("seed")
+        config = self.config(weight_decay=self.member_values("weight_decay"), loss=self.loss,
+                             eval_log_points=self.early_readings)
+        return digits(self.n_train, seeds), self.network(seeds), config
+
+    def extra_metrics(self, data, model):
+        return {"nc": lambda m: model_collapse(m, data), "depth": lambda m: nc1_by_layer(m, data)}
+
+
+@dataclass(frozen=True)
+class SmoothingSetup(DigitsRecipe):
+    """Muller, Kornblith and Hinton 2019: label smoothing eps x weight decay x seeds, few training
+    images (so that the test set has errors to rank), no batch norm. The collapse measures are
+    recorded through training; every member's logits on all the digits, and NC1, are kept."""
+
+    FULL = dict(hidden=(256, 256, 256), steps=3000, seeds=tuple(range(5)), smoothings=(0.0, 0.01, 0.03, 0.1, 0.3))
+    AXES = {"weight_decay": "weight_decays", "label_smoothing": "smoothings"}
+
+    n_train: int = 300
+    hidden: tuple[int, ...] = (128, 128, 128)
+    steps: int = 1500
+    schedule: bool = True
+    eval_every: int = 75
+    weight_decays: tuple[float, ...] = (5e-4, 5e-3)
+    smoothings: tuple[float, ...] = (0.0, 0.03, 0.1)
+
+    def build(self):
+        seeds = self.member_values("seed")
+        config = self.config(weight_decay=self.member_values("weight_decay"),
+                             label_smoothing=self.member_values("label_smoothing"))
+        return digits(self.n_train, seeds), self.network(seeds), config
+
+    def extra_metrics(self, data, model):
+        return {"nc": lambda m: model_collapse(m, data)}
+
+    def after_training(self, history: History, data: TaskData, model) -> History:
+        logits = predict(model, data.x.expand(model.members, *data.x.shape))  # (S, N, 10), every digit
+        arrays = {"logits": logits.cpu().numpy()}
+        for split in ("train", "test"):
+            arrays[f"nc1_{split}"] = model_collapse(model, data, split)["nc1"].cpu().numpy()
+        return replace(history, arrays=history.arrays | arrays)
+
+    def teachers(self) -> SmoothingSetup:
+        """The plain SmoothingSetup with this one's fields (a subclass's run is its own)."""
+        return self.sweep_over(SmoothingSetup, "smoothings", [self.smoothings])[0]
+
+
+@dataclass(frozen=True)
+class DistillationSetup(SmoothingSetup):
+    """Hinton et al. 2015's distillation from SmoothingSetup's networks: each student (the same
+    architecture, other initial weights) fits softmax(teacher logits / T) with its own logits divided
+    by T (output scale 1/T; its step size times T^2, which keeps the gradient's size). Its teacher is
+    the member of the same seed, so of the same training images. Members: (teacher's eps, T) x seeds."""
+
+    FULL = SmoothingSetup.FULL | dict(teacher_smoothings=(0.0, 0.03, 0.1), temperatures=(1.0, 2.0, 4.0, 8.0))
+    AXES = {"teacher_smoothing": "teacher_smoothings", "temperature": "temperatures"}
+
+    teacher_smoothings: tuple[float, ...] = (0.0, 0.1)
+    teacher_weight_decay: float = 5e-4
+    temperatures: tuple[float, ...] = (1.0, 4.0)
+
+    def prerequisites(self) -> list[Experiment]:
+        return [self.teachers()]
+
+    def build(self):
+        for eps in self.teacher_smoothings:
+            check_choice("teacher_smoothings", eps, self.smoothings)
+        check_choice("teacher_weight_decay", self.teacher_weight_decay, self.weight_decays)
+        teachers = self.prerequisites()[0].run().select(weight_decay=self.teacher_weight_decay)
+        members = self.members()
+        seeds = [m["seed"] for m in members]
+        logits = np.stack([teachers.select(label_smoothing=m["teacher_smoothing"], seed=m["seed"]).arrays["logits"][0]
+                           for m in members])  # (S, N, 10)
+        temperature = torch.tensor([m["temperature"] for m in members])
+        targets = torch.softmax(torch.tensor(logits) / temperature.view(-1, 1, 1), dim=-1)
+        data = replace(digits(self.n_train, seeds), soft_targets=targets)
+        model = self.network([s + STUDENT_SEED_OFFSET for s in seeds], output_scale=(1 / temperature).tolist())
+        return data, model, self.config(lr=(self.lr * temperature**2).tolist(), weight_decay=self.teacher_weight_decay)
+
+    def extra_metrics(self, data, model):
+        return {}
+
+
+@dataclass(frozen=True)
+class ScoreSetup(DigitsRecipe):
+    """Paul, Ganguli and Dziugaite 2021: train ``score_steps`` steps (a few epochs) on one fixed
+    training set (split seed ``split_seed``, ``noise`` of its labels moved to another class) from
+    each initial seed, then score every training example by EL2N and GraNd. Arrays (S, n_train):
+    "el2n", "grand", and "mislabelled" (1 where the label was changed)."""
+
+    FULL = dict(hidden=(256, 256), seeds=tuple(range(10)))
+
+    noise: float = 0.0
+    split_seed: int = 0
+    score_steps: int = 20  # 2.5 epochs of 1,000 images in batches of 128
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+
+    def data(self, members: int) -> TaskData:
+        """The fixed training set (and test set) for ``members`` members."""
+        check_float("noise", self.noise, 0.0, 1.0, high_open=True)
+        return digits(self.n_train, [self.split_seed] * members, self.noise)
+
+    def build(self):
+        seeds = self.member_values("seed")
+        config = self.config(steps=self.score_steps, eval_every=self.score_steps)
+        return self.data(len(seeds)), self.network(seeds), config
+
+    def after_training(self, history: History, data: TaskData, model) -> History:
+        bad = torch.zeros(data.y.shape[1], dtype=torch.bool)
+        if "corrupted" in data.subsets:
+            bad[data.subsets["corrupted"][0]] = True
+        mislabelled = bad[data.train_idx.cpu()].float()  # (S, n_train) in training order
+        arrays = {"el2n": el2n(model, data), "grand": grand(model, data), "mislabelled": mislabelled}
+        return replace(history, arrays=history.arrays | {k: v.cpu().numpy() for k, v in arrays.items()})
+
+
+
+STRATEGIES = ("hardest", "easiest", "random", "skip hardest")
+
+
+@dataclass(frozen=True)
+class DietSetup(ScoreSetup):
+    """Train on ``fraction`` of the scored training set, chosen per member by a strategy: the
+    examples with the highest mean score ("hardest"), the lowest ("easiest"), a random subset
+    ("random", one per seed), or the highest after skipping the top ``skip`` share ("skip hardest").
+    Every fraction trains for the same number of steps. Members: strategy x seeds."""
+
+    FULL = ScoreSetup.FULL | dict(seeds=tuple(range(5)), score_seeds=tuple(range(10)))
+    AXES = {"strategy": "strategies"}
+
+    fraction: float = 0.3
+    strategies: tuple[str, ...] = ("hardest", "random")
+    score: str = "el2n"
+    skip: float = 0.2
+    seeds: tuple[int, ...] = (0, 1, 2)
+    score_seeds: tuple[int, ...] = (0, 1, 2, 3)  # the initializations the scores average over
+
+    def scoring(self) -> ScoreSetup:
+        """The ScoreSetup whose scores this diet keeps by: this one's fields, ``score_seeds`` as its seeds."""
+        return self.sweep_over(ScoreSetup, "seeds", [self.score_seeds])[0]
+
+    def prerequisites(self) -> list[Experiment]:
+        return [self.scoring()]
+
+    def build(self):
+        check_float("fraction", self.fraction, 0.0, 1.0, low_open=True)
+        check_choice("score", self.score, ("el2n", "grand"))
+        scores = self.prerequisites()[0].run().arrays[self.score].mean(0)  # (n_train,): over the initializations
+        members = self.members()
+        data = self.data(len(members))
+        data.train_idx = torch.stack([data.train_idx[i][self.kept(scores, m["strategy"], m["seed"])]
+                                      for i, m in enumerate(members)])
+        data.subsets = {}  # they index the whole training set
+        seeds = [m["seed"] + STUDENT_SEED_OFFSET for m in members]
+        return data, self.network(seeds), self.config()
+
+    def kept(self, scores: np.ndarray, strategy: str, seed: int) -> torch.Tensor:
+        """Positions in the training set of the examples a member keeps."""
+        check_choice("strategies", strategy, STRATEGIES)
+        n = len(scores)
+        keep = round(self.fraction * n)
+        order = torch.from_numpy(np.argsort(-scores, kind="stable"))  # hardest first
+        if strategy == "hardest":
+            return order[:keep]
+        if strategy == "easiest":
+            return order[n - keep :]
+        if strategy == "skip hardest":
+            start = min(round(self.skip * n), n - keep)
+            return order[start : start + keep]
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:keep]
+
+
+@dataclass(frozen=True)
+class PruningRecipe(DigitsRecipe):
+    """The networks pruned in this chapter: two hidden layers of ``width`` units."""
+
+    width: int = 128
+    steps: int = 500
+    eval_every: int = 500
+
+    def network(self, seeds: list[int], **kw) -> MLP:
+        return MLP(64, (self.width, self.width), 10, seeds, **kw)
+
+
+@dataclass(frozen=True)
+class RandomPruningSetup(PruningRecipe):
+    """Liu et al. 2022: every weight matrix pruned at random to a sparsity before training, then
+    trained as it is. Members: sparsity x seeds."""
+
+    FULL = dict(seeds=tuple(range(5)), sparsities=(0.0, 0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375, 0.9921875))
+    AXES = {"sparsity": "sparsities"}
+
+    sparsities: tuple[float, ...] = (0.0, 0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375)
+
+    def build(self):
+        seeds = self.member_values("seed")
+        model = self.network(seeds)
+        model.set_weight_masks(random_masks(model, self.member_values("sparsity")))
+        return digits(self.n_train, seeds), model, self.config()
+
+
+@dataclass(frozen=True)
+class MagnitudePruningSetup(PruningRecipe):
+    """Frankle and Carbin 2019, with rewinding (Frankle et al. 2020): train; prune half of the
+    remaining weights of every layer, those of smallest magnitude; rewind the rest to their values
+    after ``rewind_step`` steps; train again, and repeat. Recorded along the axis "sparsity": the
+    dense network, then every round; members are seeds."""
+
+    FULL = dict(seeds=tuple(range(5)), rounds=7)
+
+    rounds: int = 6
+    rewind_step: int = 20
+
+    def __post_init__(self) -> None:
+        check_int("rewind_step", self.rewind_step, low=1, high=self.steps - 1)
+
+    def build(self):
+        """The dense network, its data, and how each round trains it (for the steps after rewinding)."""
+        seeds = self.member_values("seed")
+        after = self.steps - self.rewind_step
+        return digits(self.n_train, seeds), self.network(seeds), self.config(steps=after, eval_every=after)
+
+    def compute(self) -> History:
+        data, model, config = self.build()
+        train(model, data, replace(config, steps=self.rewind_step, eval_every=self.rewind_step))
+        early = snapshot(model)  # the weights every round rewinds to
+        runs, masks = [train(model, data, config)], None
+        sparsities = [0.0] + [1 - 0.5**r for r in range(1, self.rounds + 1)]
+        for sparsity in sparsities[1:]:
+            masks = magnitude_masks(model, sparsity, masks)
+            rewind(model, early)
+            model.set_weight_masks(masks)
+            runs.append(train(model, data, config))
+        metrics = {name: np.stack([run.final(name) for run in runs]) for name in ("train_acc", "test_acc")}
+        return History(np.array(sparsities), metrics, runs[0].members, {"config": runs[0].meta["config"]},
+                       axis_name="sparsity")
