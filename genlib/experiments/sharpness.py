@@ -6,6 +6,8 @@
   at the end. :class:`StabilityGrid` gives one per batch size.
 - :class:`CatapultSetup`: step sizes set per member as multiples of 2 / (its own initial sharpness).
 - :class:`PerceptronSetup`: logistic regression on separable data at growing step sizes.
+- :class:`LargeBatchSetup`: small and large batches on CIFAR-10 at equal epochs and equal updates
+  (full scale only: CIFAR-10 is downloaded).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from .._validate import check_int, check_seeds
+from ..cifar import cifar10
 from ..curvature import dense_hessian, hessian_trace, top_eigenvalue
 from ..data import TaskData, digit_inputs, digits, load_digits
 from ..experiment import Experiment
@@ -179,3 +182,38 @@ def two_digit_classes(classes: tuple[int, int], seeds, n_train: int = 150, n_tes
 def steps_to_separate(history: History) -> np.ndarray:
     """(members,) first step with every training point classified correctly (NaN: never)."""
     return history.first_step("train_acc", 1.0)
+
+
+@dataclass(frozen=True)
+class LargeBatchSetup(Experiment):
+    """Keskar et al. 2017 and Hoffer et al. 2017 on real images: CIFAR-10 as flat vectors, a ReLU MLP,
+    SGD with momentum at one step size; members are seeds, one run per (batch size, number of updates)
+    (:meth:`comparison`). CIFAR-10 is downloaded (163 MB), so the chapter runs this at full scale only."""
+
+    FULL = dict(n_train=50_000, n_test=10_000, steps=11_720, large_batch=4096, seeds=(0, 1, 2), eval_every=390)
+
+    n_train: int = 5000
+    n_test: int = 2000
+    hidden: tuple[int, ...] = (512, 512)
+    batch_size: int = 128
+    large_batch: int = 2048
+    steps: int = 1200
+    lr: float = 0.05
+    momentum: float = 0.9
+    seeds: tuple[int, ...] = (0, 1)
+    eval_every: int = 100
+
+    def build(self):
+        seeds = self.member_values("seed")
+        data = cifar10(self.n_train, self.n_test, seeds)
+        config = TrainConfig(steps=self.steps, lr=self.lr, optimizer="sgd", momentum=self.momentum,
+                             batch_size=self.batch_size, eval_every=self.eval_every, eval_log_points=0)
+        return data, MLP(3072, self.hidden, 10, seeds), config
+
+    def comparison(self) -> dict[str, LargeBatchSetup]:
+        """The small batch; the large batch for as many epochs (fewer updates); and for as many updates."""
+        ratio = self.large_batch / self.batch_size
+        epochs = replace(self, batch_size=self.large_batch, steps=max(1, round(self.steps / ratio)),
+                         eval_every=max(1, round(self.eval_every / ratio)))
+        return {f"batch {self.batch_size}": self, f"batch {self.large_batch}, as many epochs": epochs,
+                f"batch {self.large_batch}, as many updates": replace(self, batch_size=self.large_batch)}
