@@ -62,6 +62,8 @@ def test_students_fit_their_own_teachers_predictions_at_their_temperature():
     assert torch.allclose(data.soft_targets.sum(-1), torch.ones(len(members), data.y.shape[1]))
     scales = {m["temperature"]: model.output_scales[i] for i, m in enumerate(members)}
     assert scales == {1.0: 1.0, 4.0: 0.25}
+    decay = {m["temperature"]: (config.lr[i], config.weight_decay[i]) for i, m in enumerate(members)}
+    assert decay[4.0][0] == 16 * decay[1.0][0] and decay[4.0][1] == decay[1.0][1] / 16  # lr x wd: the same decay
     hot = [i for i, m in enumerate(members) if m["temperature"] == 4.0]
     cold = [i for i, m in enumerate(members) if m["temperature"] == 1.0]
     assert data.soft_targets[hot].max() < data.soft_targets[cold].max()  # a hotter teacher is softer

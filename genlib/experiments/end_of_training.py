@@ -129,7 +129,8 @@ class SmoothingSetup(DigitsRecipe):
 class DistillationSetup(SmoothingSetup):
     """Hinton et al. 2015's distillation from SmoothingSetup's networks: each student (the same
     architecture, other initial weights) fits softmax(teacher logits / T) with its own logits divided
-    by T (output scale 1/T; its step size times T^2, which keeps the gradient's size). Its teacher is
+    by T (output scale 1/T; its step size times T^2, which keeps the size of the soft-target gradient,
+    Hinton et al.'s T^2, and its weight decay divided by T^2, which keeps the decay). Its teacher is
     the member of the same seed, so of the same training images. Members: (teacher's eps, T) x seeds."""
 
     FULL = SmoothingSetup.FULL | dict(teacher_smoothings=(0.0, 0.03, 0.1), temperatures=(1.0, 2.0, 4.0, 8.0))
@@ -155,7 +156,10 @@ class DistillationSetup(SmoothingSetup):
         targets = torch.softmax(torch.tensor(logits) / temperature.view(-1, 1, 1), dim=-1)
         data = replace(digits(self.n_train, seeds), soft_targets=targets)
         model = self.network([s + STUDENT_SEED_OFFSET for s in seeds], output_scale=(1 / temperature).tolist())
-        return data, model, self.config(lr=(self.lr * temperature**2).tolist(), weight_decay=self.teacher_weight_decay)
+        # SGD's weight decay is coupled (added to the gradient): divided by T^2, it stays the teacher's
+        # once the step size is multiplied by T^2; only the soft-target term is scaled up.
+        return data, model, self.config(lr=(self.lr * temperature**2).tolist(),
+                                        weight_decay=(self.teacher_weight_decay / temperature**2).tolist())
 
     def extra_metrics(self, data, model):
         return {}
