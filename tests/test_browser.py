@@ -43,12 +43,19 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def shown_explorer_figure(browser) -> str:
-    """A digest of the one explorer figure on display (a Stack shows only its selected child).
+def explorer_of(browser, control):
+    """The smallest element around a control that holds figures: its explorer (a page may have several)."""
+    return browser.execute_script(
+        "let e = arguments[0]; while (e && !e.querySelector('img.widget-image')) e = e.parentElement; return e;",
+        control)
+
+
+def shown_explorer_figure(browser, explorer) -> str:
+    """A digest of the one figure on display in an explorer (a Stack shows only its selected child).
 
     Each display gets a fresh blob: URL, so the bytes are compared, not the URL.
     """
-    shown = [img for img in browser.find_elements(By.CSS_SELECTOR, "img.widget-image") if img.is_displayed()]
+    shown = [img for img in explorer.find_elements(By.CSS_SELECTOR, "img.widget-image") if img.is_displayed()]
     assert len(shown) == 1, f"expected exactly one explorer figure on display, found {len(shown)}"
     return browser.execute_async_script(
         "const done = arguments[1];"
@@ -71,15 +78,16 @@ def test_explorer_responds_to_its_slider_without_a_kernel(browser, page):
     handle = browser.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")[0]  # the first control
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", handle)
     readout = browser.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-readout")[0]
-    before, start = shown_explorer_figure(browser), readout.text
+    explorer = explorer_of(browser, handle)
+    before, start = shown_explorer_figure(browser, explorer), readout.text
     browser.save_screenshot(str(SHOTS / f"explorer-{page.stem}-before.png"))
     handle.click()
     handle.send_keys(Keys.ARROW_RIGHT)
     wait.until(lambda b: readout.text != start)
-    wait.until(lambda b: shown_explorer_figure(b) != before)
+    wait.until(lambda b: shown_explorer_figure(b, explorer) != before)
     browser.save_screenshot(str(SHOTS / f"explorer-{page.stem}-after.png"))
     handle.send_keys(Keys.ARROW_LEFT)
-    wait.until(lambda b: readout.text == start and shown_explorer_figure(b) == before)
+    wait.until(lambda b: readout.text == start and shown_explorer_figure(b, explorer) == before)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(HTML)))
