@@ -5,7 +5,7 @@ AdamW. Variants:
   loop      one torch.nn.Module and one torch.optim.AdamW per seed, stepped in a Python loop,
             as the papers' repositories do;
   ensemble  one genlib EmbeddingMLP of S members and genlib's batched AdamW, stepped exactly as
-            genlib.train does (on a CPU, forward/backward in cache-sized blocks of members);
+            genlib.core.train does (on a CPU, forward/backward in cache-sized blocks of members);
   loop-S1   genlib's model with S = 1, in a loop: separates the gain of batching members from
             the gain of genlib's folded first layer.
 The last line of each block is ``speedup <ensemble / loop>``.
@@ -26,10 +26,10 @@ import time
 import torch
 from torch import nn
 
-from genlib.data import digits, modular_arithmetic
-from genlib.models import MLP, EmbeddingMLP
-from genlib.optim import EnsembleOptimizer
-from genlib.train import ensemble_backward, member_block, pick_device
+from genlib.core.data import digits, modular_arithmetic
+from genlib.core.models import MLP, EmbeddingMLP
+from genlib.core.optim import EnsembleOptimizer
+from genlib.core.train import ensemble_backward, member_block, pick_device
 
 P, EMBED, HIDDEN, FRACTION, LR, WD = 97, 128, 512, 0.4, 1e-3, 1.0
 
@@ -90,7 +90,7 @@ def bench_ensemble(members: int, steps: int, device: torch.device, block: int | 
     x, y = data.batch(data.train_idx)
     block = member_block(model, x.shape[1], device, block)
 
-    def step():  # the same step as genlib.train.train
+    def step():  # the same step as genlib.core.train.train
         opt.zero_grad()
         ensemble_backward(model, x, y, "cross_entropy", block)
         opt.step()
@@ -132,7 +132,7 @@ def bench_mlp_ensemble(members: int, steps: int, device: torch.device) -> float:
                             torch.zeros(members, device=device))
     block = member_block(model, BATCH, device)
 
-    def step():  # the same step as genlib.train.train
+    def step():  # the same step as genlib.core.train.train
         opt.zero_grad()
         ensemble_backward(model, x, y, "cross_entropy", block)
         opt.step()

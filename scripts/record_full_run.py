@@ -3,9 +3,9 @@
 ``--all`` runs every chapter of the table of contents, in its order (on a GPU: the whole book).
 
 Each chapter's notebook is executed top to bottom with GENLIB_SCALE=full (nbclient, no output
-kept). Its claims are reported, not asserted, until recorded (see genlib/claims.py); this script
+kept). Its claims are reported, not asserted, until recorded (see genlib/pages/claims.py); this script
 writes the date, the hardware, the wall time and whether every claim held into
-genlib/full_runs.json, and the matching row of the timing page (book/timing.md).
+genlib/pages/full_runs.json, and the matching row of the timing page (book/timing.md).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from genlib.claims import FULL_RUNS, full_runs  # noqa: E402
+from genlib.pages.claims import FULL_RUNS, full_runs  # noqa: E402
 
 
 def hardware() -> str:
@@ -36,7 +36,7 @@ def hardware() -> str:
     return f"{os.cpu_count()}-core CPU ({model})"
 
 
-def run(chapter: str) -> dict:
+def run_experiment(chapter: str) -> dict:
     notebook = ROOT / "book" / f"{chapter}.ipynb"
     if not notebook.exists():
         raise SystemExit(f"chapter must name a notebook in book/; got {chapter!r}")
@@ -75,7 +75,7 @@ def main(chapters: list[str]) -> None:
     if not chapters:
         raise SystemExit(__doc__)
     for chapter in chapters:
-        record = run(chapter)
+        record = run_experiment(chapter)
         FULL_RUNS.write_text(json.dumps(full_runs() | {chapter: record}, indent=1, sort_keys=True) + "\n")
         update_timing_page(chapter, record)
         print(f"{chapter}: {record['wall_s']} s on {record['hardware']}; every claim held: {record['claims_held']}"

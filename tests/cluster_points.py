@@ -6,19 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genlib.experiment import Experiment
-from genlib.history import History
+from genlib.core.history import History
+from genlib.running.experiment import ComputedExperiment
 
 
 @dataclass(frozen=True)
-class SquarePoint(Experiment):
+class SquarePoint(ComputedExperiment):
     """One point of a sweep: records x squared, and which process computed it, in ``log``."""
 
     x: int = 0
     log: str = ""
     crash_marker: str = ""  # if set and the file is absent: create it and kill this process
 
-    def compute(self) -> History:
+    def compute(self, **inputs) -> History:
         if self.crash_marker and not os.path.exists(self.crash_marker):
             open(self.crash_marker, "w").close()
             os._exit(1)  # the worker dies mid-sweep, as on a pre-empted node

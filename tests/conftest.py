@@ -14,6 +14,6 @@ def _isolated(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_digits():
     """Two members, 100 training digits each, 20% relabelled."""
-    from genlib.data import digits
+    from genlib.core.data import digits
 
     return digits(100, [0, 1], 0.2)

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from genlib.data import fourier_features
-from genlib.experiments.spectral import SinusoidSetup
-from genlib.metrics import spectral_centroid
-from genlib.models import MLP
-from genlib.synthetic import cued_digits, cumulant_classes, lms, two_cues
+from genlib.core.data import fourier_features
+from genlib.core.metrics import spectral_centroid
+from genlib.core.models import MLP
+from genlib.core.synthetic import cued_digits, cumulant_classes, lms, two_cues
+from genlib.experiments.simplicity import AvailabilityRun, AvailabilitySetup, CueSetup
+from genlib.experiments.spectral import RedshiftSetup, SinusoidSetup, SnakeSetup
+from genlib.running.sweep import run_experiment
 
 
 def member_set(data, name, member=0):
@@ -67,7 +69,7 @@ def test_two_cues_conflict_labels_follow_a():
 def test_new_activations_and_bias_init():
     z = torch.linspace(-3, 3, 7)
     for name, expected in [("sin", torch.sin(z)), ("gaussian", torch.exp(-z * z)), ("snake", z + torch.sin(z) ** 2)]:
-        from genlib.models import ACTIVATIONS
+        from genlib.core.models import ACTIVATIONS
 
         assert torch.allclose(ACTIVATIONS[name](z), expected)
     model = MLP(1, (500,), 1, [0], bias_init=2.0)
@@ -90,7 +92,7 @@ def test_fourier_features_and_sinusoid_residuals_start_at_one():
     s = SinusoidSetup(points=64, hidden=(16,), steps=2, seeds=(0, 1))
     data = s.data()
     assert data.x.shape == (128, 1) and data.y.shape == (2, 128), "inputs shared; train and test: the same points"
-    run = s.run()
+    run = run_experiment(s)
     assert np.allclose(run["residual_1"][0], 1.0, atol=0.3), "an untrained network has fitted (almost) nothing"
     assert run.arrays["fit"].shape == run.arrays["target"].shape == (2, 64)
     assert run.labels("seed") == [0, 1]
@@ -109,15 +111,43 @@ def test_bad_fourier_feature_arguments(kw, name):
 
 
 def test_sweeps_are_plain_setups_and_closed_form_axes_are_named():
-    from genlib.experiments.simplicity import CueSetup, CueSweep
-    from genlib.experiments.spectral import RedshiftSetup, SnakeComparison, SnakeSetup
+    from genlib.experiments.simplicity import CueSweep
+    from genlib.experiments.spectral import SnakeComparison
 
-    cues = CueSweep(cue_strengths=(0.0, 6.0), steps=7).setups()
+    cues = CueSweep(CueSetup(steps=7), cue_strengths=(0.0, 6.0)).setups()
     assert list(cues) == [0.0, 6.0] and all(type(s) is CueSetup and s.steps == 7 for s in cues.values())
     assert cues[6.0].cue_strength == 6.0
-    snakes = SnakeComparison().setups()
+    assert CueSweep.at_scale("full").base == CueSetup.at_scale("full"), "the grid's points: CueSetup's own sizes"
+    snakes = SnakeComparison.at_scale().setups()
     assert all(type(s) is SnakeSetup and s.activation == a for a, s in snakes.items())
     redshift = RedshiftSetup(activations=("sin",), weight_scales=(1.0, 2.0), width=8, points=64, draws=2).compute()
     assert redshift.axis_name == "weight scale" and redshift["centroid"].shape == (2, 2)
     with pytest.raises(AttributeError, match="weight scale"):
         _ = redshift.steps
+
+
+def test_availability_is_assembled_from_one_run_per_amplitude_and_model():
+    s = AvailabilitySetup(amplitudes=((1.0, 1.0), (3.0, 0.3)), n_train=50, hidden=8, steps=5, seeds=(0, 1))
+    runs = s.requires()
+    assert list(runs) == ["linear_0", "relu_0", "linear_1", "relu_1"]
+    assert all(type(r) is AvailabilityRun and r.steps == 5 for r in runs.values())
+    assert runs["relu_1"].amplitude == (3.0, 0.3) and runs["linear_1"].model == "linear"
+    reliance = run_experiment(s)
+    assert reliance.axis.tolist() == [1.0, 10.0] and reliance.labels("seed") == [0, 1]
+    for i in range(2):
+        for model in ("linear", "relu"):
+            expected = run_experiment(runs[f"{model}_{i}"]).final("conflict_acc")
+            assert np.array_equal(reliance[model][i], expected), "each entry: its run's final conflict accuracy"
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: SnakeSetup(activation="swish"), "activation"),
+    (lambda: RedshiftSetup(activations=("relu", "cos")), "activations"),
+    (lambda: RedshiftSetup(weight_scales=(-1.0,)), "weight_scales"),
+    (lambda: AvailabilityRun(model="cnn"), "model"),
+    (lambda: AvailabilitySetup(predictivity=(0.9, 1.5)), "predictivity"),
+    (lambda: CueSetup(cue_strength=-1.0), "cue_strength"),
+])
+def test_bad_settings_are_refused_when_made(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()

@@ -4,10 +4,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from genlib.cache import cache_key, cache_path, cached
-from genlib.experiment import Experiment
-from genlib.history import History
-from genlib.sweep import is_cached, sweep
+from genlib.core.history import History
+from genlib.running.cache import cache_key, cache_path, cached
+from genlib.running.experiment import ComputedExperiment
+from genlib.running.sweep import is_cached, sweep
 
 
 def fake_history(value: float) -> History:
@@ -80,19 +80,19 @@ def test_half_written_entry_is_detected_and_recomputed():
 def test_key_depends_on_name_config_and_version(monkeypatch):
     k = cache_key("exp", {"a": 1})
     assert k == cache_key("exp", {"a": 1}) and k != cache_key("exp", {"a": 2}) and k != cache_key("other", {"a": 1})
-    monkeypatch.setattr("genlib.cache.__version__", "999")
+    monkeypatch.setattr("genlib.running.cache.__version__", "999")
     assert cache_key("exp", {"a": 1}) != k
 
 
 @dataclass(frozen=True)
-class Point(Experiment):
+class Point(ComputedExperiment):
     """A stand-in experiment: its result encodes its fields; ``fail`` raises like an interruption."""
 
     wd: float = 0.0
     fraction: float = 0.5
     fail: bool = False
 
-    def compute(self) -> History:
+    def compute(self, **inputs) -> History:
         if self.fail:
             raise KeyboardInterrupt
         return fake_history(self.wd * 10 + self.fraction)
@@ -124,30 +124,44 @@ def test_bad_sweep_inputs():
         cache_key("x", {"f": object()})
 
 
-def test_fingerprint_ignores_view_only_modules_and_other_chapters(tmp_path, monkeypatch):
-    import genlib.cache as cache
+def test_fingerprint_follows_the_imports_of_the_chapter(tmp_path, monkeypatch):
+    import genlib.running.cache as cache
+    import genlib.running.sources as sources
 
     fake = tmp_path / "genlib"
-    (fake / "experiments").mkdir(parents=True)
-    (fake / "train.py").write_text("a = 1")
-    (fake / "plots.py").write_text("b = 1")
+    for folder in ("core", "pages", "running", "experiments"):
+        (fake / folder).mkdir(parents=True)
+        (fake / folder / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "core" / "train.py").write_text("a = 1")
+    (fake / "core" / "data.py").write_text("d = 1")
+    (fake / "pages" / "plots.py").write_text("from ..core.train import a")
+    (fake / "running" / "sweep.py").write_text("from ..core import data")
     chapter, other = fake / "experiments" / "one.py", fake / "experiments" / "two.py"
-    chapter.write_text("c = 1")
-    other.write_text("d = 1")
-    monkeypatch.setattr(cache, "__file__", str(fake / "cache.py"))
+    chapter.write_text("def f():\n    from ..core.train import a  # an import inside a function counts too")
+    other.write_text("import genlib.core.train")
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", fake)
+    monkeypatch.setattr(cache, "PACKAGE_ROOT", fake)
+    monkeypatch.setattr(cache, "PIPELINE", fake / "running" / "sweep.py")
 
     def fingerprint(path):
         cache.source_fingerprint.cache_clear()
+        sources.dependencies.cache_clear()
         return cache.source_fingerprint(str(path))
 
+    assert {p.name for p in sources.dependencies(str(chapter))} == {"one.py", "train.py"}
     before = fingerprint(chapter)
-    (fake / "plots.py").write_text("b = 2")
+    (fake / "pages" / "plots.py").write_text("from ..core.train import a  # restyled")
     assert fingerprint(chapter) == before, "a plotting change should not invalidate results"
-    other.write_text("d = 2")
+    other.write_text("import genlib.core.train  # changed")
     assert fingerprint(chapter) == before, "another chapter's change should not invalidate this chapter's results"
-    chapter.write_text("c = 2")
+    chapter.write_text("from ..core.train import a")
     assert fingerprint(chapter) != before, "a change of this chapter's file should"
     changed = fingerprint(chapter)
-    (fake / "train.py").write_text("a = 2")
-    assert fingerprint(chapter) != changed, "a training change should"
+    (fake / "core" / "train.py").write_text("a = 2")
+    assert fingerprint(chapter) != changed, "a change of a module it imports should"
+    changed = fingerprint(chapter)
+    (fake / "core" / "data.py").write_text("d = 2")
+    assert fingerprint(chapter) != changed, "so should a change of the pipeline that runs every experiment"
     cache.source_fingerprint.cache_clear()
+    sources.dependencies.cache_clear()

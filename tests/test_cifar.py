@@ -1,4 +1,4 @@
-"""genlib.cifar on a small archive in CIFAR-10's own layout (nothing is downloaded in the tests)."""
+"""genlib.core.cifar on a small archive in CIFAR-10's own layout (nothing is downloaded in the tests)."""
 import hashlib
 import io
 import pickle
@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from genlib.cifar import ARCHIVE, DownloadError, cifar10, cifar10_archive
+from genlib.core.cifar import ARCHIVE, DownloadError, cifar10, cifar10_archive
 
 
 def fake_archive(path, per_batch=6):
@@ -66,8 +66,9 @@ def test_sizes_are_checked(mirror, tmp_path):
 
 
 def test_the_large_batch_comparison_builds_at_full_scale_on_cifar_like_data(mirror, tmp_path, monkeypatch):
+    from genlib.core.train import train
     from genlib.experiments.sharpness import LargeBatchSetup
-    from genlib.train import train
+    from genlib.running.sweep import run_experiment
 
     monkeypatch.setenv("GENLIB_CACHE", str(tmp_path))  # the archive goes to $GENLIB_CACHE/data
     setups = LargeBatchSetup.at_scale("full", n_train=24, n_test=4).comparison()
@@ -77,3 +78,5 @@ def test_the_large_batch_comparison_builds_at_full_scale_on_cifar_like_data(mirr
     data, model, config = epochs.build()
     history = train(model, data, replace(config, steps=2, eval_every=2), members=epochs.members())
     assert history["train_loss"].shape == (2, 3)
+    run = run_experiment(replace(epochs, steps=2, eval_every=2), directory=tmp_path / "runs")  # the pipeline's way
+    np.testing.assert_array_equal(run["train_loss"], history["train_loss"])

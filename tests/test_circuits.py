@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from genlib.circuits import (
+from genlib.core.data import modular_arithmetic
+from genlib.core.models import EmbeddingMLP, Ensemble, Transformer
+from genlib.core.train import evaluate
+from genlib.measures.circuits import (
     all_pair_logits,
     distance_irrelevance,
     embedding_spectrum,
@@ -14,9 +17,6 @@ from genlib.circuits import (
     logit_spectrum,
     restricted_loss,
 )
-from genlib.data import modular_arithmetic
-from genlib.models import EmbeddingMLP, Ensemble, Transformer
-from genlib.train import evaluate
 
 F64 = torch.float64
 P = 11
@@ -302,7 +302,7 @@ def test_bad_arguments_are_refused(call, name):
 
 
 def test_models_without_tokens_are_refused():
-    from genlib.models import MLP
+    from genlib.core.models import MLP
 
     with pytest.raises(ValueError, match="model"):
         gradient_symmetricity(MLP(3, (4,), 3, [0]))

@@ -1,11 +1,11 @@
-"""genlib.claims: asserted at quick scale, reported (not asserted) at a full scale never recorded."""
+"""genlib.pages.claims: asserted at quick scale, reported (not asserted) at a full scale never recorded."""
 import json
 from pathlib import Path
 
 import pytest
 
-from genlib import claims
-from genlib.claims import Claims
+from genlib.pages import claims
+from genlib.pages.claims import Claims
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "book").glob("*.ipynb"))
 

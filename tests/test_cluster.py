@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genlib.sweep import is_cached, sweep
+from genlib.running.sweep import is_cached, sweep
 
 distributed = pytest.importorskip("distributed")  # pip install genlib-book[cluster]
 from cluster_points import SquarePoint  # noqa: E402  (after the skip: needs nothing but genlib)

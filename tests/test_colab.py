@@ -28,7 +28,7 @@ import pytest
 from nbclient import NotebookClient
 
 import genlib
-from genlib.bootstrap import CELL
+from genlib.pages.bootstrap import CELL
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB = {  # Colab's versions; torch: the nearest build on this machine (see above)

@@ -4,7 +4,9 @@ import math
 import pytest
 import torch
 
-from genlib.collapse import (
+from genlib.core.data import TaskData
+from genlib.core.models import MLP
+from genlib.measures.collapse import (
     equiangularity,
     equinorm,
     model_collapse,
@@ -13,8 +15,6 @@ from genlib.collapse import (
     self_duality,
     within_class_variation,
 )
-from genlib.data import TaskData
-from genlib.models import MLP
 
 
 def simplex_etf(k: int, d: int, scale: float = 2.0) -> torch.Tensor:
@@ -219,9 +219,9 @@ def test_model_collapse_uses_the_penultimate_features_of_the_training_set():
 
 
 def test_nc1_by_layer_measures_every_hidden_layer():
-    from genlib.collapse import nc1_by_layer
-    from genlib.data import digits
-    from genlib.models import MLP
+    from genlib.core.data import digits
+    from genlib.core.models import MLP
+    from genlib.measures.collapse import nc1_by_layer
 
     data = digits(100, [0, 1])
     model = MLP(64, (16, 8), 10, [0, 1])

@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from genlib.curvature import (
+from genlib.core.data import TaskData
+from genlib.core.models import MLP
+from genlib.core.optim import EnsembleOptimizer
+from genlib.core.train import ensemble_backward, predict
+from genlib.measures.curvature import (
     adam_preconditioner,
     dense_hessian,
     hessian_trace,
@@ -10,10 +14,6 @@ from genlib.curvature import (
     preconditioned_top_eigenvalue,
     top_eigenvalue,
 )
-from genlib.data import TaskData
-from genlib.models import MLP
-from genlib.optim import EnsembleOptimizer
-from genlib.train import ensemble_backward, predict
 
 LOSSES = ["mse", "cross_entropy"]
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genlib.data import digits, modular_arithmetic, quadratic_teacher
+from genlib.core.data import digits, modular_arithmetic, quadratic_teacher
 
 
 @pytest.mark.parametrize("op, fn", [("+", lambda a, b: a + b), ("-", lambda a, b: a - b), ("*", lambda a, b: a * b)])

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlib.data import TaskData
-from genlib.losses import per_example_loss
-from genlib.metrics import area_under_risk_coverage, expected_calibration_error, risk_coverage
-from genlib.models import MLP
-from genlib.scores import el2n, grand
-from genlib.train import TrainConfig, train
+from genlib.core.data import TaskData
+from genlib.core.losses import per_example_loss
+from genlib.core.metrics import area_under_risk_coverage, expected_calibration_error, risk_coverage
+from genlib.core.models import MLP
+from genlib.core.train import TrainConfig, train
+from genlib.measures.scores import el2n, grand
 
 ONE_STEP = dict(steps=1, optimizer="sgd", dtype="float64", device="cpu", eval_log_points=0)
 
@@ -321,7 +321,7 @@ def reader_nc1(features, labels, num_classes, divide=True, between=True):
 
 
 def test_nc1_check_passes_a_correct_answer(capsys):
-    from genlib.exercises import check_nc1
+    from genlib.pages.exercises import check_nc1
 
     assert check_nc1(reader_nc1)
     assert "✓" in capsys.readouterr().out
@@ -329,7 +329,7 @@ def test_nc1_check_passes_a_correct_answer(capsys):
 
 
 def test_nc1_check_explains_wrong_answers(capsys):
-    from genlib.exercises import check_nc1
+    from genlib.pages.exercises import check_nc1
 
     assert not check_nc1(lambda f, y, k: reader_nc1(f, y, k, divide=False))
     out = capsys.readouterr().out
@@ -341,7 +341,7 @@ def test_nc1_check_explains_wrong_answers(capsys):
 
 
 def test_excess_aurc_is_zero_when_the_errors_are_the_least_confident_and_positive_otherwise():
-    from genlib.metrics import area_under_risk_coverage, excess_area_under_risk_coverage
+    from genlib.core.metrics import area_under_risk_coverage, excess_area_under_risk_coverage
 
     labels = torch.zeros(2, 4, dtype=torch.long)
     right = [3.0, 0.0]

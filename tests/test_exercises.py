@@ -1,6 +1,6 @@
 import torch
 
-from genlib.exercises import check_perpendicular_gradient, check_stablemax
+from genlib.pages.exercises import check_perpendicular_gradient, check_stablemax
 
 
 def right_stablemax(x):
@@ -43,7 +43,7 @@ def test_perpendicular_gradient_check(capsys):
 
 
 def test_ridge_check(capsys):
-    from genlib.exercises import check_ridge
+    from genlib.pages.exercises import check_ridge
 
     def right(features, targets, ridge):
         n, width = features.shape
@@ -63,7 +63,7 @@ def test_ridge_check(capsys):
 
 
 def test_label_noise_check(capsys):
-    from genlib.exercises import check_label_noise
+    from genlib.pages.exercises import check_label_noise
 
     def right(labels, fraction, num_classes, generator):
         labels = labels.clone()
@@ -84,8 +84,8 @@ def test_label_noise_check(capsys):
 
 
 def test_spectral_centroid_check(capsys):
-    from genlib.exercises import check_spectral_centroid
-    from genlib.metrics import spectral_centroid
+    from genlib.core.metrics import spectral_centroid
+    from genlib.pages.exercises import check_spectral_centroid
 
     def unmirrored(outputs):
         spectrum = torch.fft.rfft(outputs - outputs.mean(-1, keepdim=True), dim=-1).abs()[:, 1:]

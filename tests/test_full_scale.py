@@ -2,7 +2,7 @@
 
 Full scale is meant for a GPU and too slow to run here, so this checks the parts that break
 silently: each setup is built at its full size, its cache key computed, its memory measured
-(genlib.footprint: parameters, gradients, optimizer state, the activations of one step with all
+(genlib.running.footprint: parameters, gradients, optimizer state, the activations of one step with all
 members in one pass, the data) and two training steps taken on the CPU. The footprints are printed
 (`pytest -s tests/test_full_scale.py`, or `python benchmarks/full_scale_memory.py`).
 """
@@ -11,12 +11,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from genlib.cifar import DownloadError
-from genlib.experiment import Experiment
+from genlib.core.cifar import DownloadError
 from genlib.experiments import declared_experiments
-from genlib.footprint import GiB, training_footprint
-from genlib.sweep import is_cached
-from genlib.train import train
+from genlib.running.experiment import TrainedExperiment
+from genlib.running.footprint import GiB, build_at_full_scale, training_footprint
+from genlib.running.sweep import is_cached
 
 EXPERIMENTS = declared_experiments()
 
@@ -30,20 +29,16 @@ def test_every_chapter_declares_experiments():
 def test_full_scale_setup_builds_fits_and_trains(cls, tmp_path):
     setup = cls.at_scale("full")
     assert not is_cached(setup, tmp_path)  # the cache key computes (an empty cache has nothing)
-    if setup.prerequisites():  # runs that build() reads (teachers, scores) are trained for 2 steps too
-        setup = replace(setup, steps=2)
-    if cls.build is Experiment.build:  # closed form: nothing to train; compute() is its whole run
-        pytest.skip(f"{cls.__name__} is computed in closed form, not trained")
-    try:
-        data, model, config = setup.build()
+    if not issubclass(cls, TrainedExperiment):  # its own compute(): closed form, or a library procedure
+        pytest.skip(f"{cls.__name__} is a ComputedExperiment, not one training run")
+    try:  # runs that build() reads (teachers, scores) are trained for 2 steps first
+        setup, data, model, config = build_at_full_scale(cls, tmp_path)
     except DownloadError as error:  # CIFAR-10 on a machine without it: tests/test_cifar.py checks that path
         pytest.skip(f"{cls.__name__} needs a download that is not on this machine: {error}")
     footprint = training_footprint(model, data, config)
     print(f"\n{cls.__module__}.{cls.__name__} at full scale: {footprint}")
     assert footprint.total <= cls.GPU_MEMORY_GIB * GiB, f"{cls.__name__} needs {footprint}"
-    history = train(model, data, replace(config, steps=2, eval_every=2, eval_log_points=0, device="cpu",
-                                         progress=False),
-                    members=setup.members(), extra_metrics=setup.extra_metrics(data, model),
-                    penalty=setup.penalty(data, model))
+    history, _ = setup.train_built(data, model, replace(config, steps=2, eval_every=2, eval_log_points=0,
+                                                        device="cpu", progress=False))
     assert list(history.steps) == [0, 2]
     assert np.all(np.isfinite(history["train_loss"])), f"{cls.__name__}: non-finite loss in two steps"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from genlib.circuits import logit_spectrum
+from genlib.core.models import MLP
 from genlib.experiments.grokking import GrokSetup
 from genlib.experiments.lazy_rich import (
     CircuitSetup,
@@ -21,12 +21,13 @@ from genlib.experiments.lazy_rich import (
     strongest_frequencies,
     teacher_direction,
 )
-from genlib.models import MLP
-from genlib.ntk import empirical_ntk, kernel_regression
+from genlib.measures.circuits import logit_spectrum
+from genlib.measures.ntk import empirical_ntk, kernel_regression
+from genlib.running.sweep import run_experiment
 
 F64 = torch.float64
 TINY = dict(n_train=40, kernel_test=20, kernel_probe=8, width=16, alphas=(0.1, 100.0), steps=30, eval_every=10,
-            early_readings=0, seeds=(0, 1))
+            eval_log_points=0, seeds=(0, 1))
 
 
 def test_digit_parity_is_plus_one_for_even_digits_and_each_seed_splits_on_its_own():
@@ -103,7 +104,7 @@ def test_each_members_step_is_the_fraction_of_its_own_largest_stable_step():
 
 
 def test_a_tiny_kernel_run_records_its_measures_per_member_and_large_alpha_is_lazier():
-    history = KernelRegimeSetup(**TINY).compute()
+    history = run_experiment(KernelRegimeSetup(**TINY))
     assert [(m["output_scale"], m["seed"]) for m in history.members] == [(0.1, 0), (0.1, 1), (100.0, 0), (100.0, 1)]
     assert {"weight_change", "probe_kernel_change", "train_acc", "test_acc"} <= set(history.metrics)
     for name in ("kernel_change", "linear_distance", "limit_distance", "alignment_start", "alignment_end", "lr"):
@@ -116,7 +117,7 @@ def test_a_tiny_kernel_run_records_its_measures_per_member_and_large_alpha_is_la
 
 
 def test_width_grid_gives_one_plain_setup_per_width():
-    grid = WidthGrid(widths=(8, 32), **TINY)
+    grid = WidthGrid(base=KernelRegimeSetup(**TINY), widths=(8, 32))
     setups = grid.setups()
     assert list(setups) == [8, 32] and all(type(s) is KernelRegimeSetup for s in setups.values())
     assert [s.width for s in setups.values()] == [8, 32] and setups[8].alphas == TINY["alphas"]
@@ -149,9 +150,9 @@ def test_mlp_circuit_setup_is_the_grokking_chapters_mlp():
 
 @pytest.mark.parametrize("model", ["transformer", "mlp"])
 def test_a_tiny_circuit_run_records_progress_measures_at_every_evaluation(model):
-    setup = CircuitSetup(p=7, model=model, embed_dim=8, hidden=16, steps=20, eval_every=10, early_readings=0,
+    setup = CircuitSetup(p=7, model=model, embed_dim=8, hidden=16, steps=20, eval_every=10, eval_log_points=0,
                          seeds=(0, 1), symmetricity_samples=20)
-    history = setup.compute()
+    history = run_experiment(setup)
     steps = len(history.steps)
     assert list(history.steps) == [0, 10, 20]
     for name in ("restricted_loss", "excluded_loss"):

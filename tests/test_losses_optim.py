@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlib.losses import per_example_loss, stablemax, stablemax_s
-from genlib.optim import EnsembleOptimizer, perpendicular_gradient
+from genlib.core.losses import per_example_loss, stablemax, stablemax_s
+from genlib.core.optim import EnsembleOptimizer, perpendicular_gradient
 
 
 def test_stablemax_definition():

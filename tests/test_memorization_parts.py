@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlib.data import DIGITS_IMAGES, diluted_digits, randomized_digits, xor_clusters
-from genlib.losses import EarlyLearningRegularization
-from genlib.models import MLP
-from genlib.train import TrainConfig, train
+from genlib.core.data import DIGITS_IMAGES, diluted_digits, randomized_digits, xor_clusters
+from genlib.core.losses import EarlyLearningRegularization
+from genlib.core.models import MLP
+from genlib.core.train import TrainConfig, train
 
 
 def test_dropout_is_per_member_and_only_in_training():
@@ -126,3 +126,34 @@ def test_diluted_digits():
     assert 0.05 < (labels == 3).float().mean() < 0.2, "noisy labels are uniform over the 10 classes"
     with pytest.raises(ValueError, match="n_clean"):
         diluted_digits(1500, 1, n_test=500)
+
+
+def test_grids_hold_plain_points():
+    from genlib.experiments.memorization import DilutionGrid, DilutionSetup, NoiseSetup, NoiseSweep
+
+    noise = NoiseSweep.at_scale(noises=(0.0, 0.4), epochs=3).setups()
+    assert list(noise) == [0.0, 0.4] and all(type(s) is NoiseSetup and s.epochs == 3 for s in noise.values())
+    assert noise[0.4].noise == 0.4
+    grid = DilutionGrid.at_scale("full")
+    assert grid.base == DilutionSetup.at_scale("full") and grid.alphas == (0, 1, 3, 10, 30)
+    points = DilutionGrid(DilutionSetup(steps=12), clean_sizes=(100, 300), alphas=(0, 3)).setups()
+    assert list(points) == [(100, 0), (100, 3), (300, 0), (300, 3)]
+    assert all(type(s) is DilutionSetup and (s.n_clean, s.alpha) == key and s.steps == 12 for key, s in points.items())
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda m: m.NoiseSetup(regularizers=("none", "mixup")), "regularizers"),
+    (lambda m: m.NoiseSetup(noise=1.5), "noise"),
+    (lambda m: m.NoiseSetup(dropout=1.0), "dropout"),
+    (lambda m: m.NoiseSetup(elr_beta=1.0), "elr_beta"),
+    (lambda m: m.Condition("blurred", inputs="blurred"), "inputs"),
+    (lambda m: m.Condition("too noisy", label_noise=1.2), "label_noise"),
+    (lambda m: m.RandomizationSetup(conditions=(m.Condition("a"), m.Condition("a", label_noise=0.5))), "names"),
+    (lambda m: m.XorSetup(flip_fraction=0.5), "flip_fraction"),
+    (lambda m: m.XorSetup(mean_norm=0.0), "mean_norm"),
+])
+def test_bad_settings_are_refused_when_made(make, name):
+    from genlib.experiments import memorization
+
+    with pytest.raises(ValueError, match=name):
+        make(memorization)

@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from genlib.metrics import accuracy, fourier_concentration, parameter_norm, softmax_collapse
-from genlib.models import MLP
+from genlib.core.metrics import accuracy, fourier_concentration, parameter_norm, softmax_collapse
+from genlib.core.models import MLP
 
 
 def test_accuracy_per_member():
@@ -43,9 +43,51 @@ def test_parameter_norm_is_per_member():
 def test_worst_rise():
     import pytest
 
-    from genlib.metrics import worst_rise
+    from genlib.core.metrics import worst_rise
 
     assert worst_rise([3.0, 2.0, 2.0, 1.0]) == 1.0
     assert worst_rise([3.0, 1.0, 1.5, 0.5]) == pytest.approx(1.5)
     with pytest.raises(ValueError, match="values"):
         worst_rise([1.0, 0.0])
+
+
+def test_reliability_curve_by_hand():
+    import numpy as np
+    import pytest
+
+    from genlib.core.metrics import reliability_curve
+
+    # two members pooled; confidences 0.55, 0.58 (bin 5), 0.95 (bin 9) and exactly 1.0 (the last bin, closed)
+    p = torch.tensor([[[0.55, 0.45], [0.42, 0.58]], [[0.95, 0.05], [0.0, 1.0]]], dtype=torch.float64)
+    labels = torch.tensor([[0, 0], [1, 1]])  # right, wrong, wrong, right
+    confidence, accuracy = reliability_curve(p, labels, bins=10)
+    np.testing.assert_allclose(confidence, [(0.55 + 0.58) / 2, (0.95 + 1.0) / 2])
+    np.testing.assert_allclose(accuracy, [0.5, 0.5])
+    confidence, accuracy = reliability_curve(p, labels, bins=10, min_count=3)
+    assert len(confidence) == len(accuracy) == 0, "no bin holds 3 examples"
+    confidence, accuracy = reliability_curve(p, labels, bins=1)
+    np.testing.assert_allclose(confidence, [p.max(-1).values.mean()]), np.testing.assert_allclose(accuracy, [0.5])
+    assert reliability_curve(p.float(), labels)[0].dtype == np.float32, "in the probabilities' precision"
+    for bad, match in [(dict(bins=0), "bins"), (dict(min_count=0), "min_count")]:
+        with pytest.raises(ValueError, match=match):
+            reliability_curve(p, labels, **bad)
+    with pytest.raises(ValueError, match="probabilities"):
+        reliability_curve(p[0], labels)
+    with pytest.raises(ValueError, match="probabilities"):
+        reliability_curve(p * 2, labels)
+    with pytest.raises(ValueError, match="labels"):
+        reliability_curve(p, labels[:, :1])
+
+
+def test_reliability_curve_of_calibrated_predictions_follows_the_diagonal():
+    import numpy as np
+
+    from genlib.core.metrics import reliability_curve
+
+    g = torch.Generator().manual_seed(0)
+    confidence = 0.5 + 0.5 * torch.rand(2, 50_000, generator=g, dtype=torch.float64)
+    labels = (torch.rand(confidence.shape, generator=g, dtype=torch.float64) >= confidence).long()  # 0 w.p. c
+    p = torch.stack([confidence, 1 - confidence], -1)
+    mean_confidence, accuracy = reliability_curve(p, labels, bins=10, min_count=100)
+    assert len(mean_confidence) == 5, "confidences in [0.5, 1): bins 5 to 9"
+    np.testing.assert_allclose(accuracy, mean_confidence, atol=0.01)

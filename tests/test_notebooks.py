@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from genlib.bootstrap import CELL, REPOSITORY
+from genlib.pages.bootstrap import CELL, REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
@@ -23,7 +23,7 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_opens_with_the_bootstrap_cell(notebook):
     first = "".join(code_cells(notebook)[0]["source"])
-    assert first == CELL, f"{notebook.name}: the first code cell must be genlib.bootstrap.CELL"
+    assert first == CELL, f"{notebook.name}: the first code cell must be genlib.pages.bootstrap.CELL"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -34,7 +34,7 @@ def test_notebook_is_stored_without_outputs(notebook):
 def test_bootstrap_installs_from_the_configured_repository():
     config = (ROOT / "_config.yml").read_text()
     url = re.search(r"^\s*url:\s*(\S+)", config, re.M).group(1)
-    assert url == REPOSITORY, f"_config.yml names {url}, genlib.bootstrap {REPOSITORY}"
+    assert url == REPOSITORY, f"_config.yml names {url}, genlib.pages.bootstrap {REPOSITORY}"
 
 
 def glue_formats(code: str) -> dict[str, str]:

@@ -1,14 +1,22 @@
 """Weight masks on the MLP and the pruning helpers: sparsity, magnitude order, nesting, training."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from genlib.data import TaskData
-from genlib.models import MLP, EmbeddingMLP
-from genlib.pruning import magnitude_masks, random_masks, rewind, snapshot, weight_sparsity
-from genlib.train import TrainConfig, ensemble_backward, train
+from genlib.core.data import TaskData
+from genlib.core.models import MLP, EmbeddingMLP
+from genlib.core.train import TrainConfig, ensemble_backward, train
+from genlib.measures.pruning import (
+    iterative_magnitude_pruning,
+    magnitude_masks,
+    random_masks,
+    rewind,
+    snapshot,
+    weight_sparsity,
+)
 
 
 def tiny(members=3, n=24, **kw):
@@ -173,3 +181,54 @@ def test_bad_masks_and_models_are_refused():
         random_masks(EmbeddingMLP(5, [0]), 0.5)
     with pytest.raises(ValueError, match="seed"):
         random_masks(model, 0.5, seed=-1)
+
+
+def test_iterative_magnitude_pruning_is_the_written_out_procedure_bit_for_bit():
+    config = TrainConfig(steps=12, lr=0.1, optimizer="sgd", momentum=0.9, batch_size=8, device="cpu",
+                         eval_every=12, eval_log_points=0)
+    model, data = tiny()
+    members = [{"seed": s} for s in model.seeds]
+    history = iterative_magnitude_pruning(model, data, config, rounds=3, rewind_step=4, members=members)
+
+    by_hand, _ = tiny()  # the same initial weights
+    rest = replace(config, steps=8, eval_every=8)
+    train(by_hand, data, replace(config, steps=4, eval_every=4))
+    early = snapshot(by_hand)
+    runs, masks = [train(by_hand, data, rest, members=members)], None
+    for r in range(1, 4):
+        masks = magnitude_masks(by_hand, 1 - 0.5**r, masks)
+        rewind(by_hand, early)
+        by_hand.set_weight_masks(masks)
+        runs.append(train(by_hand, data, rest, members=members))
+
+    assert history.axis_name == "sparsity" and history.axis.tolist() == [0.0, 0.5, 0.75, 0.875]
+    assert sorted(history.metrics) == ["test_acc", "train_acc"] and history.members == runs[0].members
+    for name in ("train_acc", "test_acc"):
+        np.testing.assert_array_equal(history[name], np.stack([run.final(name) for run in runs]))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), by_hand.parameters())), "the same final weights"
+    assert all(torch.equal(a, b) for a, b in zip(model.weight_masks, masks)), "the model keeps the last round's masks"
+    assert history.meta["config"]["steps"] == 8
+
+
+def test_iterative_magnitude_pruning_evaluates_only_at_the_end_of_each_part_and_prunes_every_layer_alike():
+    model, data = tiny()
+    config = TrainConfig(steps=10, lr=1e-2, device="cpu", eval_every=1)  # eval_every and log points are ignored
+    history = iterative_magnitude_pruning(model, data, config, rounds=2, rewind_step=3)
+    assert history["test_acc"].shape == (3, 3)
+    assert history.labels("seed") == [0, 1, 2] and history.members[0]["lr"] == 1e-2
+    sizes = [w[0].numel() for w in model.weights]
+    assert pruned_counts(list(model.weight_masks)) == [[round(0.75 * n)] * 3 for n in sizes]
+    np.testing.assert_allclose(weight_sparsity(model).numpy(), 0.75, atol=0.01)
+
+
+@pytest.mark.parametrize("settings, match", [
+    (dict(rounds=-1), "rounds"), (dict(rounds=1.5), "rounds"), (dict(rewind_step=0), "rewind_step"),
+    (dict(rewind_step=10), "rewind_step"), (dict(config="sgd"), "config"),
+])
+def test_iterative_magnitude_pruning_arguments_are_checked(settings, match):
+    model, data = tiny()
+    arguments = dict(config=TrainConfig(steps=10, device="cpu"), rounds=2, rewind_step=3) | settings
+    with pytest.raises(ValueError, match=match):
+        iterative_magnitude_pruning(model, data, **arguments)
+    with pytest.raises(ValueError, match="model"):
+        iterative_magnitude_pruning(EmbeddingMLP(5, [0]), data, TrainConfig(steps=10), rounds=1, rewind_step=3)

@@ -3,9 +3,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from genlib.data import modular_arithmetic
-from genlib.models import Transformer
-from genlib.train import TrainConfig, train
+from genlib.core.data import modular_arithmetic
+from genlib.core.models import Transformer
+from genlib.core.train import TrainConfig, train
 
 
 def reference_transformer(model: Transformer, member: int) -> nn.Module:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genlib.regression import SpectralSolver, relu_features
+from genlib.measures.regression import SpectralSolver, relu_features
 
 
 def problem(n, width, seed=0):
@@ -51,7 +51,7 @@ def test_predictions_through_projection_match_weights():
 
 def test_relu_features_are_seeded_and_unit_scaled():
     x = torch.randn(500, 64)
-    x = x / x.norm(dim=1, keepdim=True) * 8  # |x|^2 = d, as genlib.data.digits gives
+    x = x / x.norm(dim=1, keepdim=True) * 8  # |x|^2 = d, as genlib.core.data.digits gives
     a, b, c = relu_features(x, 400, 1), relu_features(x, 400, 1), relu_features(x, 400, 2)
     assert a.shape == (500, 400) and a.dtype == torch.float64
     assert torch.equal(a, b) and not torch.equal(a, c)
@@ -75,3 +75,18 @@ def test_bad_feature_inputs():
         SpectralSolver(torch.zeros(5))
     with pytest.raises(ValueError, match="n_features"):
         relu_features(torch.zeros(3, 4), 0, 0)
+
+
+def test_random_features_recipe_is_abstract_and_checks_its_settings():
+    import inspect
+
+    from genlib.experiments.double_descent import FeatureSweep, NetworkSweep, RandomFeatures
+
+    assert inspect.isabstract(RandomFeatures) and not inspect.isabstract(FeatureSweep)
+    with pytest.raises(TypeError):
+        RandomFeatures()
+    bad = [(lambda: FeatureSweep(noises=(0.2, 1.5)), "noises"), (lambda: FeatureSweep(ridges=(-1.0,)), "ridges"),
+           (lambda: NetworkSweep(optimizer="adam"), "optimizer"), (lambda: NetworkSweep(noise=-0.1), "noise")]
+    for make, name in bad:
+        with pytest.raises(ValueError, match=name):
+            make()

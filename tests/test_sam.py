@@ -4,10 +4,10 @@ import copy
 import pytest
 import torch
 
-from genlib.data import digits
-from genlib.losses import per_example_loss
-from genlib.models import MLP
-from genlib.train import TrainConfig, train
+from genlib.core.data import digits
+from genlib.core.losses import per_example_loss
+from genlib.core.models import MLP
+from genlib.core.train import TrainConfig, train
 
 
 def member_loss(model, data, member, params):

@@ -1,6 +1,6 @@
 import pytest
 
-from genlib.scale import by_scale, current_scale
+from genlib.running.scale import by_scale, current_scale
 
 
 def test_env_chooses_the_scale(monkeypatch):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from genlib.data import digits, modular_arithmetic, quadratic_teacher
-from genlib.models import MLP, EmbeddingMLP
-from genlib.train import TrainConfig, eval_schedule, train
+from genlib.core.data import digits, modular_arithmetic, quadratic_teacher
+from genlib.core.models import MLP, EmbeddingMLP
+from genlib.core.train import TrainConfig, eval_schedule, train
 
 
 def small(seeds=(0, 1)):
@@ -122,7 +122,7 @@ def test_member_labels_are_recorded_for_selection():
     lambda s: MLP(3, (8,), 2, s, centered=True, output_scale=[1.0, 2.0, 0.5]),
 ])
 def test_member_blocks_give_the_same_gradients_as_one_pass(make):
-    from genlib.train import ensemble_backward
+    from genlib.core.train import ensemble_backward
 
     seeds = [0, 1, 2]
     x = torch.randint(0, 11, (3, 5, 2)) if isinstance(make(seeds), EmbeddingMLP) else torch.randn(3, 5, 3)

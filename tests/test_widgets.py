@@ -5,7 +5,7 @@ import ipywidgets as widgets  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from genlib.widgets import explorer  # noqa: E402
+from genlib.pages.widgets import explorer  # noqa: E402
 
 
 def draw(wd, loss):
@@ -36,7 +36,7 @@ def test_explorer_draws_every_combination_and_links_controls_to_stacks():
 
 def test_explorer_falls_back_to_tabs_where_ipywidgets_has_no_stack(monkeypatch):
     # ipywidgets 7 (Colab's) has no Stack: each level is a Tab, still linked to its control
-    import genlib.widgets as ours
+    import genlib.pages.widgets as ours
 
     monkeypatch.delattr(ours.widgets, "Stack")
     box = explorer({"wd": (0.0, 1.0), "loss": ("ce", "stablemax")}, draw, value={"wd": 1.0}, labels={"wd": "decay"})
@@ -58,7 +58,7 @@ def test_explorer_bad_arguments(controls, value, name):
 
 
 def test_trainer_trains_on_click_and_reports_bad_input(capsys):
-    from genlib.widgets import trainer
+    from genlib.pages.widgets import trainer
 
     calls = []
 
@@ -80,7 +80,7 @@ def test_trainer_trains_on_click_and_reports_bad_input(capsys):
 
 
 def test_trainer_bad_fields():
-    from genlib.widgets import trainer
+    from genlib.pages.widgets import trainer
 
     with pytest.raises(ValueError, match="fields"):
         trainer({"wd": [1, 2]}, lambda **kw: None)

@@ -12,6 +12,7 @@ sizes as defaults and full sizes in ``FULL``.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -19,12 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import digits
-from ..experiment import Experiment
-from ..history import History
-from ..models import MLP
-from ..regression import SpectralSolver, relu_features
-from ..train import TrainConfig
+from ..core.data import digits
+from ..core.history import History
+from ..core.models import MLP
+from ..core.optim import OPTIMIZERS
+from ..core.train import TrainConfig
+from ..measures.regression import SpectralSolver, relu_features
+from ..running.experiment import Bounds, ComputedExperiment, TrainedExperiment
 
 MIN_NORM, TUNED = "min-norm", "tuned ridge"
 TUNING_GRID = tuple(float(r) for r in np.geomspace(1e-8, 10, 28))
@@ -50,11 +52,12 @@ def _scores(projected: torch.Tensor, coefficients: torch.Tensor, labels: torch.T
 
 
 @dataclass(frozen=True)
-class RandomFeatures(Experiment):
-    """Random-features regression on the digits, every fit of every noise level and seed at each
-    point of an axis; subclasses say what the axis is (:meth:`points`)."""
+class RandomFeatures(ComputedExperiment):
+    """Recipe (abstract): random-features regression on the digits, every fit of every noise level
+    and seed at each point of an axis; subclasses say what the axis is (:meth:`points`)."""
 
     AXES = {"noise": "noises", "fit": "fits"}
+    BOUNDS = {"noises": Bounds(0.0, 1.0), "ridges": Bounds(0.0)}
     AXIS_NAME: ClassVar[str] = ""
 
     n_val: int = 300  # clean images that pick the tuned ridge; the rest of the 1,797 are the test set
@@ -68,9 +71,9 @@ class RandomFeatures(Experiment):
         return ([MIN_NORM] + [f"ridge {r:g}" for r in self.ridges] + [TUNED]
                 + [f"GD {t} steps" for t in self.gd_steps])
 
+    @abstractmethod
     def points(self) -> list[tuple[int, int, int]]:
         """(axis value, training images, features) at every point of the axis."""
-        raise NotImplementedError
 
     def compute(self) -> History:
         points, members = self.points(), self.members()
@@ -151,13 +154,15 @@ class SampleSweep(RandomFeatures):
 
 
 @dataclass(frozen=True)
-class NetworkSweep(Experiment):
+class NetworkSweep(TrainedExperiment):
     """Two-layer ReLU networks on the digits, MSE on one-hot labels, full batch; one member per
     (width, seed), width-major."""
 
     FULL = dict(n_train=300, widths=(1, 2, 4, 6, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 96, 128, 192, 256),
                 seeds=tuple(range(5)), steps=20000, eval_every=200)
     AXES = {"width": "widths"}
+    CHOICES = {"optimizer": OPTIMIZERS}
+    BOUNDS = {"noise": Bounds(0.0, 1.0)}
 
     n_train: int = 100
     noise: float = 0.2

@@ -1,35 +1,47 @@
 """Experiments of the end-of-training chapter (book/end_of_training.ipynb): declared setups plus one
 build each, all on scikit-learn's digits with ReLU MLPs trained by SGD with momentum (:class:`DigitsRecipe`).
 
-- :class:`CollapseSetup`: far past zero training error, with batch norm and a step schedule; members
-  are weight decay x seeds; the neural-collapse measures at every evaluation, NC1 at every layer.
+- :class:`NeuralCollapseSetup`: far past zero training error, with batch norm and a step schedule;
+  members are weight decay x seeds; the neural-collapse measures at every evaluation, NC1 at every layer.
 - :class:`SmoothingSetup`: label smoothing eps x seeds; every member's logits and NC1 kept.
 - :class:`DistillationSetup`: students trained on the soft predictions of a SmoothingSetup's
-  networks at a temperature; members are (teacher's eps, temperature) x seeds.
+  networks (its requirement "teachers") at a temperature; members are (teacher's eps, temperature) x seeds.
+  Both share :class:`SmoothingRecipe`.
 - :class:`ScoreSetup`: EL2N and GraNd a few epochs into training, on one fixed training set, one
   score per example and initialization. :class:`DietSetup`: training on the examples kept by the
-  scores (hardest, easiest, random, hardest after skipping the very hardest); one per kept fraction.
+  scores (its requirement "scores": hardest, easiest, random, hardest after skipping the very
+  hardest); one per kept fraction. Both share :class:`ScoreRecipe`.
 - :class:`RandomPruningSetup`: pruned at random before training, members sparsity x seeds.
-  :class:`MagnitudePruningSetup`: iterative magnitude pruning with rewinding, one round per sparsity.
+  :class:`MagnitudePruningSetup`: iterative magnitude pruning with rewinding
+  (:func:`genlib.measures.pruning.iterative_magnitude_pruning`), one round per sparsity.
+
+The recipes hold fields and parts of a build and are neither trained nor computed: each concrete
+setup adds its kind, :class:`~genlib.running.experiment.TrainedExperiment` or (magnitude pruning,
+several trainings in a row) :class:`~genlib.running.experiment.ComputedExperiment`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 
-from .._validate import check_choice, check_float, check_int
-from ..collapse import model_collapse, nc1_by_layer
-from ..data import TaskData, digits
-from ..experiment import Experiment
-from ..history import History
-from ..models import MLP
-from ..pruning import magnitude_masks, random_masks, rewind, snapshot
-from ..scores import el2n, grand
-from ..train import TrainConfig, predict, train
+from ..core._validate import check_choice, check_int
+from ..core.data import TaskData, digits
+from ..core.history import History
+from ..core.losses import LOSSES
+from ..core.models import MLP
+from ..core.train import TrainConfig, predict
+from ..measures.collapse import model_collapse, nc1_by_layer
+from ..measures.pruning import iterative_magnitude_pruning, random_masks
+from ..measures.scores import el2n, grand
+from ..running.experiment import Bounds, ComputedExperiment, Experiment, TrainedExperiment, TrainedRun
 
 STUDENT_SEED_OFFSET = 1000  # students start from other initial weights than their teachers
+DIET_SEED_OFFSET = 1000  # networks trained on a diet start from other initial weights than those that scored it
+STRATEGIES = ("hardest", "easiest", "random", "skip hardest")
+SCORES = ("el2n", "grand")
+SHARE = Bounds(0.0, 1.0, high_open=True)  # a share of the labels, of the weights, ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class DigitsRecipe(Experiment):
     steps: int = 600
     schedule: bool = False
     eval_every: int = 100
+    eval_log_points: int = 0
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def network(self, seeds: list[int], **kw) -> MLP:
@@ -56,17 +69,18 @@ class DigitsRecipe(Experiment):
         milestones = tuple(m for m in (self.steps // 3, 2 * self.steps // 3) if m >= 1) if self.schedule else ()
         settings = dict(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay, optimizer="sgd", momentum=0.9,
                         batch_size=self.batch_size, lr_milestones=milestones, eval_every=self.eval_every,
-                        eval_log_points=0)
+                        eval_log_points=self.eval_log_points)
         return TrainConfig(**(settings | kw))
 
 
 @dataclass(frozen=True)
-class CollapseSetup(DigitsRecipe):
+class NeuralCollapseSetup(DigitsRecipe, TrainedExperiment):
     """Papyan, Han and Donoho 2020: train far past zero training error and watch the last layer."""
 
     FULL = dict(n_train=1300, hidden=(256, 256, 256), steps=7200, weight_decays=(1e-2, 5e-3, 1e-3, 5e-4),
                 seeds=tuple(range(5)), eval_every=200)
     AXES = {"weight_decay": "weight_decays"}
+    CHOICES = {"loss": LOSSES}
 
     hidden: tuple[int, ...] = (128, 128, 128)
     batch_norm: bool = True
@@ -75,12 +89,11 @@ class CollapseSetup(DigitsRecipe):
     weight_decays: tuple[float, ...] = (5e-3, 5e-4)
     loss: str = "cross_entropy"
     eval_every: int = 60
-    early_readings: int = 15
+    eval_log_points: int = 15
 
     def build(self):
         seeds = self.member_values("seed")
-        config = self.config(weight_decay=self.member_values("weight_decay"), loss=self.loss,
-                             eval_log_points=self.early_readings)
+        config = self.config(weight_decay=self.member_values("weight_decay"), loss=self.loss)
         return digits(self.n_train, seeds), self.network(seeds), config
 
     def extra_metrics(self, data, model):
@@ -88,13 +101,15 @@ class CollapseSetup(DigitsRecipe):
 
 
 @dataclass(frozen=True)
-class SmoothingSetup(DigitsRecipe):
-    """Muller, Kornblith and Hinton 2019: label smoothing eps x weight decay x seeds, few training
-    images (so that the test set has errors to rank), no batch norm. The collapse measures are
-    recorded through training; every member's logits on all the digits, and NC1, are kept."""
+class SmoothingRecipe(DigitsRecipe, TrainedExperiment):
+    """Networks trained after Muller, Kornblith and Hinton 2019: few training images (so that the
+    test set has errors to rank), no batch norm, the step schedule. ``weight_decays`` and
+    ``smoothings`` are those of the label-smoothed networks (:class:`SmoothingSetup`, the teachers
+    of :class:`DistillationSetup`). After training, every member's logits on all the digits
+    ("logits", (S, 1797, 10)) and its NC1 on its training and test images are kept."""
 
     FULL = dict(hidden=(256, 256, 256), steps=3000, seeds=tuple(range(5)), smoothings=(0.0, 0.01, 0.03, 0.1, 0.3))
-    AXES = {"weight_decay": "weight_decays", "label_smoothing": "smoothings"}
+    BOUNDS = {"smoothings": SHARE}
 
     n_train: int = 300
     hidden: tuple[int, ...] = (128, 128, 128)
@@ -103,6 +118,29 @@ class SmoothingSetup(DigitsRecipe):
     eval_every: int = 75
     weight_decays: tuple[float, ...] = (5e-4, 5e-3)
     smoothings: tuple[float, ...] = (0.0, 0.03, 0.1)
+
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        model, data = run.model, run.data
+        logits = predict(model, data.x.expand(model.members, *data.x.shape))  # (S, N, 10), every digit
+        arrays = {"logits": logits.cpu().numpy()}
+        for split in ("train", "test"):
+            arrays[f"nc1_{split}"] = model_collapse(model, data, split)["nc1"].cpu().numpy()
+        return replace(history, arrays=history.arrays | arrays)
+
+    def test_outputs(self, history: History) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (S, test images, 10), labels (S, test images)) of a run of this recipe (or of
+        some of its members): each member's kept logits on its own test images, from its seed's split."""
+        data = digits(self.n_train, history.labels("seed"))
+        idx = data.test_idx
+        logits = torch.tensor(history.arrays["logits"])  # (S, every digit, 10)
+        return logits[torch.arange(len(idx))[:, None], idx], data.y.gather(1, idx)
+
+
+@dataclass(frozen=True)
+class SmoothingSetup(SmoothingRecipe):
+    """Label smoothing eps x weight decay x seeds; the collapse measures recorded through training."""
+
+    AXES = {"weight_decay": "weight_decays", "label_smoothing": "smoothings"}
 
     def build(self):
         seeds = self.member_values("seed")
@@ -113,41 +151,38 @@ class SmoothingSetup(DigitsRecipe):
     def extra_metrics(self, data, model):
         return {"nc": lambda m: model_collapse(m, data)}
 
-    def after_training(self, history: History, data: TaskData, model) -> History:
-        logits = predict(model, data.x.expand(model.members, *data.x.shape))  # (S, N, 10), every digit
-        arrays = {"logits": logits.cpu().numpy()}
-        for split in ("train", "test"):
-            arrays[f"nc1_{split}"] = model_collapse(model, data, split)["nc1"].cpu().numpy()
-        return replace(history, arrays=history.arrays | arrays)
-
-    def teachers(self) -> SmoothingSetup:
-        """The plain SmoothingSetup with this one's fields (a subclass's run is its own)."""
-        return self.sweep_over(SmoothingSetup, "smoothings", [self.smoothings])[0]
-
 
 @dataclass(frozen=True)
-class DistillationSetup(SmoothingSetup):
+class DistillationSetup(SmoothingRecipe):
     """Hinton et al. 2015's distillation from SmoothingSetup's networks: each student (the same
     architecture, other initial weights) fits softmax(teacher logits / T) with its own logits divided
     by T (output scale 1/T; its step size times T^2, which keeps the size of the soft-target gradient,
     Hinton et al.'s T^2, and its weight decay divided by T^2, which keeps the decay). Its teacher is
     the member of the same seed, so of the same training images. Members: (teacher's eps, T) x seeds."""
 
-    FULL = SmoothingSetup.FULL | dict(teacher_smoothings=(0.0, 0.03, 0.1), temperatures=(1.0, 2.0, 4.0, 8.0))
+    FULL = SmoothingRecipe.FULL | dict(teacher_smoothings=(0.0, 0.03, 0.1), temperatures=(1.0, 2.0, 4.0, 8.0))
     AXES = {"teacher_smoothing": "teacher_smoothings", "temperature": "temperatures"}
+    BOUNDS = {"temperatures": Bounds(0.0, low_open=True)}
 
     teacher_smoothings: tuple[float, ...] = (0.0, 0.1)
     teacher_weight_decay: float = 5e-4
     temperatures: tuple[float, ...] = (1.0, 4.0)
 
-    def prerequisites(self) -> list[Experiment]:
-        return [self.teachers()]
-
-    def build(self):
-        for eps in self.teacher_smoothings:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for eps in self.teacher_smoothings:  # the teachers are the SmoothingSetup's members
             check_choice("teacher_smoothings", eps, self.smoothings)
         check_choice("teacher_weight_decay", self.teacher_weight_decay, self.weight_decays)
-        teachers = self.prerequisites()[0].run().select(weight_decay=self.teacher_weight_decay)
+
+    def teachers(self) -> SmoothingSetup:
+        """The SmoothingSetup whose networks teach: this one's fields of the recipe."""
+        return SmoothingSetup(**{f.name: getattr(self, f.name) for f in fields(SmoothingRecipe)})
+
+    def requires(self) -> dict[str, Experiment]:
+        return {"teachers": self.teachers()}
+
+    def build(self, teachers: History):
+        teachers = teachers.select(weight_decay=self.teacher_weight_decay)
         members = self.members()
         seeds = [m["seed"] for m in members]
         logits = np.stack([teachers.select(label_smoothing=m["teacher_smoothing"], seed=m["seed"]).arrays["logits"][0]
@@ -161,35 +196,39 @@ class DistillationSetup(SmoothingSetup):
         return data, model, self.config(lr=(self.lr * temperature**2).tolist(),
                                         weight_decay=(self.teacher_weight_decay / temperature**2).tolist())
 
-    def extra_metrics(self, data, model):
-        return {}
-
 
 @dataclass(frozen=True)
-class ScoreSetup(DigitsRecipe):
-    """Paul, Ganguli and Dziugaite 2021: train ``score_steps`` steps (a few epochs) on one fixed
-    training set (split seed ``split_seed``, ``noise`` of its labels moved to another class) from
-    each initial seed, then score every training example by EL2N and GraNd. Arrays (S, n_train):
-    "el2n", "grand", and "mislabelled" (1 where the label was changed)."""
+class ScoreRecipe(DigitsRecipe):
+    """Paul, Ganguli and Dziugaite 2021's setting: one fixed training set (split seed ``split_seed``,
+    ``noise`` of its labels moved to another class), scored after ``score_steps`` steps (a few epochs)."""
 
     FULL = dict(hidden=(256, 256), seeds=tuple(range(10)))
+    BOUNDS = {"noise": SHARE}
 
     noise: float = 0.0
     split_seed: int = 0
     score_steps: int = 20  # 2.5 epochs of 1,000 images in batches of 128
-    seeds: tuple[int, ...] = (0, 1, 2, 3)
 
     def data(self, members: int) -> TaskData:
         """The fixed training set (and test set) for ``members`` members."""
-        check_float("noise", self.noise, 0.0, 1.0, high_open=True)
         return digits(self.n_train, [self.split_seed] * members, self.noise)
+
+
+@dataclass(frozen=True)
+class ScoreSetup(ScoreRecipe, TrainedExperiment):
+    """Train ``score_steps`` steps on the fixed training set from each initial seed, then score every
+    training example by EL2N and GraNd. Arrays (S, n_train): "el2n", "grand", and "mislabelled" (1
+    where the label was changed)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
 
     def build(self):
         seeds = self.member_values("seed")
         config = self.config(steps=self.score_steps, eval_every=self.score_steps)
         return self.data(len(seeds)), self.network(seeds), config
 
-    def after_training(self, history: History, data: TaskData, model) -> History:
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        model, data = run.model, run.data
         bad = torch.zeros(data.y.shape[1], dtype=torch.bool)
         if "corrupted" in data.subsets:
             bad[data.subsets["corrupted"][0]] = True
@@ -198,19 +237,17 @@ class ScoreSetup(DigitsRecipe):
         return replace(history, arrays=history.arrays | {k: v.cpu().numpy() for k, v in arrays.items()})
 
 
-
-STRATEGIES = ("hardest", "easiest", "random", "skip hardest")
-
-
 @dataclass(frozen=True)
-class DietSetup(ScoreSetup):
+class DietSetup(ScoreRecipe, TrainedExperiment):
     """Train on ``fraction`` of the scored training set, chosen per member by a strategy: the
     examples with the highest mean score ("hardest"), the lowest ("easiest"), a random subset
     ("random", one per seed), or the highest after skipping the top ``skip`` share ("skip hardest").
     Every fraction trains for the same number of steps. Members: strategy x seeds."""
 
-    FULL = ScoreSetup.FULL | dict(seeds=tuple(range(5)), score_seeds=tuple(range(10)))
+    FULL = ScoreRecipe.FULL | dict(seeds=tuple(range(5)), score_seeds=tuple(range(10)))
     AXES = {"strategy": "strategies"}
+    CHOICES = {"strategies": STRATEGIES, "score": SCORES}
+    BOUNDS = {"fraction": Bounds(0.0, 1.0, low_open=True), "skip": SHARE}
 
     fraction: float = 0.3
     strategies: tuple[str, ...] = ("hardest", "random")
@@ -220,25 +257,25 @@ class DietSetup(ScoreSetup):
     score_seeds: tuple[int, ...] = (0, 1, 2, 3)  # the initializations the scores average over
 
     def scoring(self) -> ScoreSetup:
-        """The ScoreSetup whose scores this diet keeps by: this one's fields, ``score_seeds`` as its seeds."""
-        return self.sweep_over(ScoreSetup, "seeds", [self.score_seeds])[0]
+        """The ScoreSetup whose scores this diet keeps by: this one's fields of the recipe, with
+        ``score_seeds`` as its seeds."""
+        shared = {f.name: getattr(self, f.name) for f in fields(ScoreRecipe)}
+        return ScoreSetup(**(shared | {"seeds": self.score_seeds}))
 
-    def prerequisites(self) -> list[Experiment]:
-        return [self.scoring()]
+    def requires(self) -> dict[str, Experiment]:
+        return {"scores": self.scoring()}
 
-    def build(self):
-        check_float("fraction", self.fraction, 0.0, 1.0, low_open=True)
-        check_choice("score", self.score, ("el2n", "grand"))
-        scores = self.prerequisites()[0].run().arrays[self.score].mean(0)  # (n_train,): over the initializations
+    def build(self, scores: History):
+        mean_scores = scores.arrays[self.score].mean(0)  # (n_train,): over the initializations
         members = self.members()
         data = self.data(len(members))
-        data.train_idx = torch.stack([data.train_idx[i][self.kept(scores, m["strategy"], m["seed"])]
+        data.train_idx = torch.stack([data.train_idx[i][self.subset(mean_scores, m["strategy"], m["seed"])]
                                       for i, m in enumerate(members)])
         data.subsets = {}  # they index the whole training set
-        seeds = [m["seed"] + STUDENT_SEED_OFFSET for m in members]
+        seeds = [m["seed"] + DIET_SEED_OFFSET for m in members]
         return data, self.network(seeds), self.config()
 
-    def kept(self, scores: np.ndarray, strategy: str, seed: int) -> torch.Tensor:
+    def subset(self, scores: np.ndarray, strategy: str, seed: int) -> torch.Tensor:
         """Positions in the training set of the examples a member keeps."""
         check_choice("strategies", strategy, STRATEGIES)
         n = len(scores)
@@ -267,12 +304,13 @@ class PruningRecipe(DigitsRecipe):
 
 
 @dataclass(frozen=True)
-class RandomPruningSetup(PruningRecipe):
+class RandomPruningSetup(PruningRecipe, TrainedExperiment):
     """Liu et al. 2022: every weight matrix pruned at random to a sparsity before training, then
     trained as it is. Members: sparsity x seeds."""
 
     FULL = dict(seeds=tuple(range(5)), sparsities=(0.0, 0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375, 0.9921875))
     AXES = {"sparsity": "sparsities"}
+    BOUNDS = {"sparsities": SHARE}
 
     sparsities: tuple[float, ...] = (0.0, 0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375)
 
@@ -284,11 +322,11 @@ class RandomPruningSetup(PruningRecipe):
 
 
 @dataclass(frozen=True)
-class MagnitudePruningSetup(PruningRecipe):
+class MagnitudePruningSetup(PruningRecipe, ComputedExperiment):
     """Frankle and Carbin 2019, with rewinding (Frankle et al. 2020): train; prune half of the
     remaining weights of every layer, those of smallest magnitude; rewind the rest to their values
-    after ``rewind_step`` steps; train again, and repeat. Recorded along the axis "sparsity": the
-    dense network, then every round; members are seeds."""
+    after ``rewind_step`` steps; train again, and repeat (:func:`~genlib.measures.pruning.iterative_magnitude_pruning`).
+    Recorded along the axis "sparsity": the dense network, then every round; members are seeds."""
 
     FULL = dict(seeds=tuple(range(5)), rounds=7)
 
@@ -296,25 +334,11 @@ class MagnitudePruningSetup(PruningRecipe):
     rewind_step: int = 20
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("rounds", self.rounds, low=0)
         check_int("rewind_step", self.rewind_step, low=1, high=self.steps - 1)
 
-    def build(self):
-        """The dense network, its data, and how each round trains it (for the steps after rewinding)."""
-        seeds = self.member_values("seed")
-        after = self.steps - self.rewind_step
-        return digits(self.n_train, seeds), self.network(seeds), self.config(steps=after, eval_every=after)
-
     def compute(self) -> History:
-        data, model, config = self.build()
-        train(model, data, replace(config, steps=self.rewind_step, eval_every=self.rewind_step))
-        early = snapshot(model)  # the weights every round rewinds to
-        runs, masks = [train(model, data, config)], None
-        sparsities = [0.0] + [1 - 0.5**r for r in range(1, self.rounds + 1)]
-        for sparsity in sparsities[1:]:
-            masks = magnitude_masks(model, sparsity, masks)
-            rewind(model, early)
-            model.set_weight_masks(masks)
-            runs.append(train(model, data, config))
-        metrics = {name: np.stack([run.final(name) for run in runs]) for name in ("train_acc", "test_acc")}
-        return History(np.array(sparsities), metrics, runs[0].members, {"config": runs[0].meta["config"]},
-                       axis_name="sparsity")
+        seeds = self.member_values("seed")
+        data, model = digits(self.n_train, seeds), self.network(seeds)
+        return iterative_magnitude_pruning(model, data, self.config(), self.rounds, self.rewind_step, self.members())

@@ -2,98 +2,75 @@
 
 - :class:`GrokSetup`: modular arithmetic learned by an embedding MLP (or a transformer); members
   are every (weight decay, seed) pair. Section 1, and the trainer widget.
-- :class:`PhaseDiagram`: section 2's grid, one GrokSetup per training fraction (:meth:`cells`).
-- :class:`CollapseSetup`: section 3, no weight decay; :meth:`variants` gives the four ways of training.
+- :class:`PhaseDiagram`: section 2's grid, one GrokSetup per training fraction.
+- :class:`SoftmaxCollapseSetup`: section 3, no weight decay; :meth:`variants` gives the four ways of training.
 - :class:`LazyRichSetup`: section 4, Kumar et al.'s regression; members are (output scale, seed).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..data import modular_arithmetic, quadratic_teacher
-from ..experiment import Experiment
-from ..metrics import fourier_concentration, relative_change
-from ..models import MLP, EmbeddingMLP, Transformer
-from ..train import TrainConfig
+from ..core.data import quadratic_teacher
+from ..core.metrics import relative_change
+from ..core.models import MLP
+from ..core.train import TrainConfig
+from ..running.experiment import TrainedExperiment
+from ..running.grid import Grid
+from .recipes import EMBEDDING_FOURIER, MODULAR_FULL, ModularRecipe
 
 
 @dataclass(frozen=True)
-class GrokSetup(Experiment):
-    FULL = dict(p=97, embed_dim=128, hidden=512, steps=4000, lr=1e-2, seeds=tuple(range(5)), eval_every=50)
-    AXES = {"weight_decay": "weight_decays"}
+class GrokSetup(ModularRecipe):
+    """Section 1, and the trainer widget: the recipe's sizes; the embedding's Fourier concentration
+    recorded at every evaluation."""
 
-    p: int = 59
-    op: str = "+"
-    train_fraction: float = 0.4
-    corrupt_fraction: float = 0.0
-    model: str = "mlp"  # "mlp" (embedding MLP) or "transformer"
-    embed_dim: int = 64
-    hidden: int = 128
-    steps: int = 800
-    lr: float = 2e-2
-    weight_decays: tuple[float, ...] = (1.0,)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    loss: str = "cross_entropy"
-    dtype: str = "float32"
-    perpendicular_grad: bool = False
-    adam_beta2: float = 0.98
-    adam_eps: float = 1e-8
-    eval_every: int = 20
+    FULL = MODULAR_FULL
 
     def build(self):
-        seeds = self.member_values("seed")
-        data = modular_arithmetic(self.p, self.op, self.train_fraction, seeds, self.corrupt_fraction)
-        if self.model == "transformer":
-            model = Transformer(self.p, seeds, d_model=self.embed_dim, d_mlp=self.hidden)
-        else:
-            model = EmbeddingMLP(self.p, seeds, embed_dim=self.embed_dim, hidden=(self.hidden,))
-        config = TrainConfig(steps=self.steps, lr=self.lr, weight_decay=self.member_values("weight_decay"),
-                             loss=self.loss, dtype=self.dtype, perpendicular_grad=self.perpendicular_grad,
-                             betas=(0.9, self.adam_beta2), eps=self.adam_eps, eval_every=self.eval_every)
-        return data, model, config
+        return self.modular_task()
 
     def extra_metrics(self, data, model):
-        return {"fourier": lambda m: fourier_concentration(m.token_embedding())}
+        return EMBEDDING_FOURIER
 
 
 @dataclass(frozen=True)
-class PhaseDiagram(GrokSetup):
+class PhaseDiagram(Grid):
     """Section 2: training fraction x weight decay, every fraction one ensemble."""
 
-    FULL = GrokSetup.FULL | dict(fractions=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7), weight_decays=(0.0, 0.1, 0.3, 1.0, 3.0),
-                                 steps=3000)
-    fractions: tuple[float, ...] = (0.3, 0.5, 0.7)
-    weight_decays: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0)
-    seeds: tuple[int, ...] = (0, 1)
-    steps: int = 600
+    POINT = GrokSetup
+    POINT_QUICK = dict(weight_decays=(0.0, 0.3, 1.0, 3.0), seeds=(0, 1), steps=600)
+    POINT_FULL = dict(weight_decays=(0.0, 0.1, 0.3, 1.0, 3.0), steps=3000)
+    FULL = dict(fractions=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
 
-    def cells(self) -> list[GrokSetup]:
-        """One GrokSetup per training fraction, all weight decays and seeds as its members."""
-        return self.sweep_over(GrokSetup, "train_fraction", self.fractions)
+    fractions: tuple[float, ...] = (0.3, 0.5, 0.7)
+
+    def setups(self) -> dict[float, GrokSetup]:
+        """{training fraction: its GrokSetup}, all weight decays and seeds as its members."""
+        return self.vary("train_fraction", self.fractions)
 
 
 @dataclass(frozen=True)
-class CollapseSetup(GrokSetup):
+class SoftmaxCollapseSetup(GrokSetup):
     """Section 3: no weight decay; Adam's epsilon tiny, as in Prieto et al., so it hides no gradient."""
 
-    FULL = GrokSetup.FULL | dict(train_fraction=0.4, steps=30000, eval_every=200)
+    FULL = MODULAR_FULL | dict(train_fraction=0.4, steps=30000, eval_every=200)
     weight_decays: tuple[float, ...] = (0.0,)
-    adam_eps: float = 1e-25
+    eps: float = 1e-25
     train_fraction: float = 0.5
     steps: int = 1000
 
-    def variants(self) -> dict[str, CollapseSetup]:
+    def variants(self) -> dict[str, SoftmaxCollapseSetup]:
         """Softmax in float32 and float64, StableMax (the paper's lr and beta2) and ⊥Grad."""
         return {
             "softmax, float32": self,
             "softmax, float64": replace(self, dtype="float64"),
-            "StableMax": replace(self, loss="stablemax", lr=1e-2, adam_beta2=0.999),
+            "StableMax": replace(self, loss="stablemax", lr=1e-2, betas=(0.9, 0.999)),
             "⊥Grad": replace(self, perpendicular_grad=True),
         }
 
 
 @dataclass(frozen=True)
-class LazyRichSetup(Experiment):
+class LazyRichSetup(TrainedExperiment):
     """Kumar et al. 2024: y = (beta . x)^2 / 2 fitted by f = alpha * mean_i phi(w_i . x) with GD.
 
     The learning rate is ``eta * width / alpha**2``, so the function moves at the same speed for
@@ -126,6 +103,6 @@ class LazyRichSetup(Experiment):
         initial = [p.detach().clone() for p in model.parameters()]
         return {"weight_change": lambda m: relative_change(m, [w.to(p) for w, p in zip(initial, m.parameters())])}
 
-    def after_training(self, history, data, model):
-        history.meta["target_variance"] = float(data.y[:, data.test_idx[0]].var())
+    def after_training(self, history, run):
+        history.meta["target_variance"] = float(run.data.y[:, run.data.test_idx[0]].var())
         return history

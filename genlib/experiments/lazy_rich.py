@@ -14,14 +14,20 @@
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch.func import functional_call, jvp, vjp
 
-from .._validate import check_float, check_int, check_seeds
-from ..circuits import (
+from ..core._validate import check_float, check_int, check_seeds
+from ..core.data import DIGITS_IMAGES, TaskData, digit_inputs, load_digits
+from ..core.history import History
+from ..core.metrics import relative_change
+from ..core.models import MLP
+from ..core.train import TrainConfig, predict
+from ..measures.circuits import (
     all_pair_logits,
     distance_irrelevance,
     embedding_spectrum,
@@ -31,21 +37,17 @@ from ..circuits import (
     logit_spectrum,
     restricted_loss,
 )
-from ..data import DIGITS_IMAGES, TaskData, digit_inputs, load_digits
-from ..experiment import Experiment
-from ..history import History
-from ..metrics import relative_change
-from ..models import MLP
-from ..ntk import empirical_ntk, kernel_alignment, kernel_regression, relative_kernel_change
-from ..train import TrainConfig, pick_device, predict, train
-from .grokking import GrokSetup
+from ..measures.ntk import empirical_ntk, kernel_alignment, kernel_regression, relative_kernel_change
+from ..running.experiment import Bounds, TrainedExperiment, TrainedRun
+from ..running.grid import Grid
+from .recipes import EMBEDDING_FOURIER, MODULAR_FULL, ModularRecipe
 
 # --- sections 1 and 2: lazy and rich training of a two-layer network ---
 
 
 def digit_parity(n_train: int = 200, seeds=(0,), n_test: int | None = None) -> TaskData:
     """scikit-learn's digits with targets +1 (even digit) and -1 (odd), a regression task: inputs as
-    :func:`genlib.data.digit_inputs` gives them (centred, norm sqrt(64)); per seed a random
+    :func:`genlib.core.data.digit_inputs` gives them (centred, norm sqrt(64)); per seed a random
     ``n_train`` images for training and ``n_test`` others (None: all the others) for testing."""
     check_int("n_train", n_train, low=1, high=DIGITS_IMAGES - 1)
     n_test = DIGITS_IMAGES - n_train if n_test is None else check_int("n_test", n_test, 1, DIGITS_IMAGES - n_train)
@@ -116,7 +118,7 @@ def kernel_gradient_descent(k_train: torch.Tensor, k_cross: torch.Tensor, y_trai
         f_T(x) = K(x, X) K^-1 (I - (I - 2 lr K / n)^T) y,
 
     through the eigendecomposition of K(train, train); T -> infinity gives ridgeless kernel
-    regression (:func:`genlib.ntk.kernel_regression`)."""
+    regression (:func:`genlib.measures.ntk.kernel_regression`)."""
     check_int("steps", steps, low=0)
     n = k_train.shape[-1]
     values, vectors = torch.linalg.eigh(k_train.to(torch.float64))  # (S, n), (S, n, n)
@@ -129,7 +131,7 @@ def kernel_gradient_descent(k_train: torch.Tensor, k_cross: torch.Tensor, y_trai
 
 
 @dataclass(frozen=True)
-class KernelRegimeSetup(Experiment):
+class KernelRecipe(TrainedExperiment):
     """Chizat et al. 2019: f_alpha = alpha (g(w) - g(w0)), g a two-layer ReLU network, trained by
     full-batch gradient descent on the squared error at lr = lr_fraction * n / lambda_max(K0), K0
     the member's own initial NTK on its training inputs (the NTK of f_alpha is alpha^2 that of g,
@@ -144,11 +146,11 @@ class KernelRegimeSetup(Experiment):
     (:func:`kernel_gradient_descent` with K0, the same steps) and with ridgeless kernel regression,
     and their test losses and accuracies; the centred kernel-target alignment of K0 and of the
     final NTK on the training inputs; the step sizes. The linearized network needs K0 on the test
-    inputs too: it is computed once, in :meth:`compute`, before training.
+    inputs too: it is computed before training (:meth:`before_training`).
     """
 
-    FULL = dict(n_train=1000, n_test=None, kernel_test=500, steps=4000, eval_every=200, seeds=tuple(range(5)))
     AXES = {"output_scale": "alphas"}
+    BOUNDS = {"lr_fraction": Bounds(0.0, 1.0, low_open=True, high_open=True)}
 
     n_train: int = 200
     n_test: int | None = 800  # None: every image not used for training
@@ -159,21 +161,21 @@ class KernelRegimeSetup(Experiment):
     lr_fraction: float = 0.3  # of the largest stable step, n / lambda_max(K0)
     steps: int = 500
     eval_every: int = 50
-    early_readings: int = 6
+    eval_log_points: int = 6
     seeds: tuple[int, ...] = (0, 1, 2)
 
+    @abstractmethod
     def task(self) -> TaskData:
-        return digit_parity(self.n_train, self.member_values("seed"), self.n_test)
+        """The regression task, one split per member."""
 
     def build(self):
-        check_float("lr_fraction", self.lr_fraction, 0.0, 1.0, low_open=True, high_open=True)
         data = self.task()
         model = MLP(data.x.shape[-1], (self.width,), 1, self.member_values("seed"),
                     output_scale=self.member_values("output_scale"), centered=True)
         top = ntk_top_eigenvalue(model, data.inputs(data.train_idx))  # (S,) lambda_max(K0) on the training inputs
         config = TrainConfig(steps=self.steps, lr=[self.lr_fraction * self.n_train / float(t) for t in top],
                              optimizer="sgd", loss="mse", eval_every=self.eval_every,
-                             eval_log_points=self.early_readings)
+                             eval_log_points=self.eval_log_points)
         return data, model, config
 
     def _kernel_inputs(self, data: TaskData) -> torch.Tensor:
@@ -188,25 +190,18 @@ class KernelRegimeSetup(Experiment):
         initial = [p.detach().clone() for p in model.parameters()]
         probe = self._probe_inputs(data)
         probe_k0 = empirical_ntk(model, probe)
-
-        def accuracy(idx: torch.Tensor):
-            x, y = data.batch(idx)
-            return lambda m: (predict(m, x)[..., 0].sign().cpu() == y.sign()).float().mean(1)
-
         return {
             "weight_change": lambda m: relative_change(m, [w.to(p) for w, p in zip(initial, m.parameters())]),
             "probe_kernel_change": lambda m: relative_kernel_change(probe_k0, empirical_ntk(m, probe).to(probe_k0)),
-            "train_acc": accuracy(data.train_idx),  # the sign of the output: a class
-            "test_acc": accuracy(data.test_idx),
         }
 
-    def compute(self) -> History:
-        data, model, config = self.build()
-        model.to(pick_device(config.device))  # the kernels are computed where the network trains
-        k0 = empirical_ntk(model, self._kernel_inputs(data)).cpu()  # before training: it trains in place
-        history = train(model, data, config, members=self.members(), extra_metrics=self.extra_metrics(data, model))
-        k_end = empirical_ntk(model, self._kernel_inputs(data)).cpu()
-        return self._kernel_measures(history, data.to("cpu"), model, k0, k_end, config)
+    def before_training(self, data, model) -> torch.Tensor:
+        """K0 on the training and kernel-test inputs (the network trains in place)."""
+        return empirical_ntk(model, self._kernel_inputs(data)).cpu()
+
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        k_end = empirical_ntk(run.model, self._kernel_inputs(run.data)).cpu()
+        return self._kernel_measures(history, run.data.to("cpu"), run.model, run.before, k_end, run.config)
 
     def _kernel_measures(self, history: History, data: TaskData, model, k0: torch.Tensor, k_end: torch.Tensor,
                          config) -> History:
@@ -242,23 +237,44 @@ class KernelRegimeSetup(Experiment):
 
 
 @dataclass(frozen=True)
-class WidthGrid(KernelRegimeSetup):
+class KernelRegimeSetup(KernelRecipe):
+    """Sections 1: digits parity; train and test accuracy read as the sign of the output."""
+
+    FULL = dict(n_train=1000, n_test=None, kernel_test=500, steps=4000, eval_every=200, seeds=tuple(range(5)))
+
+    def task(self) -> TaskData:
+        return digit_parity(self.n_train, self.member_values("seed"), self.n_test)
+
+    def extra_metrics(self, data, model):
+        def accuracy(idx: torch.Tensor):
+            x, y = data.batch(idx)
+            return lambda m: (predict(m, x)[..., 0].sign().cpu() == y.sign()).float().mean(1)
+
+        return super().extra_metrics(data, model) | {
+            "train_acc": accuracy(data.train_idx),  # the sign of the output: a class
+            "test_acc": accuracy(data.test_idx),
+        }
+
+
+@dataclass(frozen=True)
+class WidthGrid(Grid):
     """One :class:`KernelRegimeSetup` per hidden width, every one with all the output scales."""
 
-    FULL = KernelRegimeSetup.FULL | dict(widths=(128, 512, 2048))
+    POINT = KernelRegimeSetup
+    FULL = dict(widths=(128, 512, 2048))
 
     widths: tuple[int, ...] = (32, 128, 512)
 
     def setups(self) -> dict[int, KernelRegimeSetup]:
         """{width: its setup}."""
-        return dict(zip(self.widths, self.sweep_over(KernelRegimeSetup, "width", self.widths)))
+        return self.vary("width", self.widths)
 
 
 @dataclass(frozen=True)
-class FeatureSetup(KernelRegimeSetup):
+class FeatureSetup(KernelRecipe):
     """Section 2: the same network and training on a single-index target y = He_2(beta . x), x ~
     N(0, I_dim). Also read at every evaluation: the first layer's alignment with beta
-    (:func:`feature_alignment`)."""
+    (:func:`feature_alignment`); the loss is the measure (a regression target: no accuracy)."""
 
     FULL = dict(dim=50, n_train=1000, n_test=2000, kernel_test=500, width=512, steps=4000, eval_every=200,
                 seeds=tuple(range(5)))
@@ -267,7 +283,6 @@ class FeatureSetup(KernelRegimeSetup):
     n_test: int = 1000
     n_train: int = 300
     width: int = 256
-    alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 
     def task(self) -> TaskData:
         return single_index(self.dim, self.n_train, self.n_test, self.member_values("seed"))
@@ -279,9 +294,7 @@ class FeatureSetup(KernelRegimeSetup):
             w = m.weights[0]  # (S, dim, width): unit i's incoming weights are w[s, :, i]
             return feature_alignment(w, betas.to(w))
 
-        metrics = super().extra_metrics(data, model)
-        del metrics["train_acc"], metrics["test_acc"]  # a regression target: its loss is the measure
-        return metrics | {"feature_alignment": alignment}
+        return super().extra_metrics(data, model) | {"feature_alignment": alignment}
 
 
 def feature_alignment(w: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -296,11 +309,11 @@ def feature_alignment(w: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class CircuitSetup(GrokSetup):
-    """Nanda et al. 2023: a one-layer transformer groks a + b mod p under AdamW with weight decay.
+class CircuitRecipe(ModularRecipe):
+    """Nanda et al. 2023: a network groks a + b mod p under AdamW with weight decay.
 
-    Besides GrokSetup's metrics, every evaluation keeps the logits of all p^2 inputs (in memory
-    only: S p^3 floats each) and the embedding's power per frequency; once trained, the key
+    Besides the embedding's Fourier concentration, every evaluation keeps the logits of all p^2
+    inputs (in memory only: S p^3 floats each) and the embedding's power per frequency; once trained, the key
     frequencies are read off the final network's logits (the fewest that carry ``key_share`` of
     their Fourier power, :func:`strongest_frequencies`), and the restricted and excluded losses are
     computed at every evaluation with them, as metrics. Arrays: the key frequencies (S, p//2),
@@ -309,39 +322,19 @@ class CircuitSetup(GrokSetup):
     (Zhong et al. 2023).
     """
 
-    FULL = dict(p=113, train_fraction=0.3, embed_dim=128, hidden=512, lr=1e-3, steps=20000, eval_every=400,
-                seeds=tuple(range(5)))  # the kept logits: 113^3 x 5 floats (29 MB) per evaluation, ~1.8 GB
-
-    model: str = "transformer"
-    p: int = 59
-    embed_dim: int = 64
-    hidden: int = 256
-    lr: float = 1e-2
-    steps: int = 500
-    eval_every: int = 20
-    early_readings: int = 10
+    eval_log_points: int = 10
     key_share: float = 0.98  # key frequencies: the fewest with this share of the final logits' power
     symmetricity_samples: int = 100
 
-    def build(self):
-        data, model, config = super().build()
-        return data, model, replace(config, eval_log_points=self.early_readings)
+    def extra_metrics(self, data, model):
+        return EMBEDDING_FOURIER | {
+            "spectrum": lambda m: {f"{k}": v for k, v in enumerate(embedding_spectrum(m.token_embedding()).T, 1)}}
 
-    def compute(self) -> History:
-        data, model, config = self.build()
-        kept: list[torch.Tensor] = []  # (S, p, p, p) logits per evaluation
+    def kept(self, data, model):
+        return {"logits": lambda m: all_pair_logits(m).detach().to(torch.float32).cpu()}  # (S, p, p, p)
 
-        def keep(m) -> dict:
-            kept.append(all_pair_logits(m).detach().to(torch.float32).cpu())
-            return {}  # nothing recorded as a metric: the logits are read after training
-
-        extra = self.extra_metrics(data, model) | {"_logits": keep}
-        extra["spectrum"] = lambda m: {f"{k}": v for k, v in
-                                       enumerate(embedding_spectrum(m.token_embedding()).T, 1)}
-        history = train(model, data, config, members=self.members(), extra_metrics=extra)
-        return self._progress_measures(history, data.to("cpu"), model, kept)
-
-    def _progress_measures(self, history: History, data: TaskData, model, kept: list[torch.Tensor]) -> History:
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        data, model, kept = run.data.to("cpu"), run.model, run.kept["logits"]
         keys = strongest_frequencies(logit_spectrum(kept[-1]), self.key_share)  # the final network's
         restricted = np.stack([restricted_loss(lg, data, keys).numpy() for lg in kept])  # (T, S)
         excluded = np.stack([excluded_loss(lg, data, keys).numpy() for lg in kept])
@@ -359,6 +352,33 @@ class CircuitSetup(GrokSetup):
         return replace(history, metrics=metrics, arrays=history.arrays | arrays)
 
 
+@dataclass(frozen=True)
+class CircuitSetup(CircuitRecipe):
+    """Section 3: a one-layer transformer."""
+
+    FULL = dict(p=113, train_fraction=0.3, embed_dim=128, hidden=512, lr=1e-3, steps=20000, eval_every=400,
+                seeds=tuple(range(5)))  # the kept logits: 113^3 x 5 floats (29 MB) per evaluation, ~1.8 GB
+
+    model: str = "transformer"
+    hidden: int = 256
+    lr: float = 1e-2
+    steps: int = 500
+
+    def build(self):
+        return self.modular_task()
+
+
+@dataclass(frozen=True)
+class MLPCircuitSetup(CircuitRecipe):
+    """The grokking chapter's embedding MLP at its own sizes (the recipe's), measured as
+    :class:`CircuitSetup` measures the transformer: clock or pizza?"""
+
+    FULL = MODULAR_FULL
+
+    def build(self):
+        return self.modular_task()
+
+
 def strongest_frequencies(spectrum: torch.Tensor, share: float) -> list[list[int]]:
     """Per member, the fewest frequencies (1-based, strongest first) whose power in an (S, p//2)
     spectrum adds up to at least ``share`` of its total."""
@@ -368,20 +388,3 @@ def strongest_frequencies(spectrum: torch.Tensor, share: float) -> list[list[int
     cumulative = power.cumsum(1) / power.sum(1, keepdim=True)
     counts = (cumulative < share - 1e-12).sum(1) + 1
     return [order[s, : int(c)].tolist() for s, c in enumerate(counts)]
-
-
-@dataclass(frozen=True)
-class MLPCircuitSetup(CircuitSetup):
-    """The grokking chapter's embedding MLP at its own sizes (:class:`GrokSetup`'s), measured as
-    :class:`CircuitSetup` measures the transformer: clock or pizza?"""
-
-    FULL = GrokSetup.FULL
-
-    model: str = "mlp"
-    p: int = GrokSetup.p
-    train_fraction: float = GrokSetup.train_fraction
-    embed_dim: int = GrokSetup.embed_dim
-    hidden: int = GrokSetup.hidden
-    lr: float = GrokSetup.lr
-    steps: int = GrokSetup.steps
-    eval_every: int = GrokSetup.eval_every

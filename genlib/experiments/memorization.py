@@ -10,18 +10,26 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..data import TaskData, digits, diluted_digits, randomized_digits, xor_clusters
-from ..experiment import Experiment
-from ..history import History
-from ..losses import EarlyLearningRegularization
-from ..models import MLP
-from ..regression import SpectralSolver
-from ..train import TrainConfig, predict
+from ..core._validate import check_choice, check_float
+from ..core.data import INPUT_KINDS, TaskData, digits, diluted_digits, randomized_digits, xor_clusters
+from ..core.history import History
+from ..core.losses import EarlyLearningRegularization
+from ..core.models import MLP
+from ..core.train import TrainConfig, predict
+from ..measures.regression import SpectralSolver
+from ..running.experiment import Bounds, ComputedExperiment, TrainedExperiment
+from ..running.grid import Grid
+
+FRACTION = Bounds(0.0, 1.0)  # a share of the examples or labels
+RATE = Bounds(0.0, 1.0, high_open=True)  # dropout rate, ELR's averaging weight
+NON_NEGATIVE = Bounds(0.0)
+POSITIVE = Bounds(0.0, low_open=True)
 
 
 @dataclass(frozen=True)
-class DigitsTraining(Experiment):
-    """The digits classifier of sections 1 and 2: an MLP trained with SGD and momentum in minibatches."""
+class DigitsTraining(TrainedExperiment):
+    """Recipe of sections 1 and 2 (no build of its own): the digits classifier, an MLP trained with
+    SGD and momentum in minibatches."""
 
     n_train: int = 1000
     hidden: tuple[int, ...] = (256, 256)
@@ -40,7 +48,7 @@ class DigitsTraining(Experiment):
                            momentum=self.momentum, batch_size=self.batch_size, eval_every=self.steps_per_epoch,
                            eval_log_points=0, **kw)
 
-    def after_training(self, history, data, model):
+    def after_training(self, history, run):
         history.meta["steps_per_epoch"] = self.steps_per_epoch
         return history
 
@@ -49,7 +57,7 @@ class DigitsTraining(Experiment):
 
 @dataclass(frozen=True)
 class Condition:
-    """One randomization test: the inputs (see genlib.data.INPUT_KINDS), the share of relabelled
+    """One randomization test: the inputs (see genlib.core.data.INPUT_KINDS), the share of relabelled
     training labels (0.9 = uniformly random labels) and the regularization it is trained with."""
 
     name: str
@@ -57,6 +65,12 @@ class Condition:
     label_noise: float = 0.0
     weight_decay: float = 0.0
     dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choice("inputs", self.inputs, INPUT_KINDS)
+        check_float("label_noise", self.label_noise, 0.0, 1.0)
+        check_float("weight_decay", self.weight_decay, 0.0)
+        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,12 @@ class RandomizationSetup(DigitsTraining):
     def condition_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.conditions)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        names = self.condition_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"conditions must have distinct names (they label the members); got {names}")
+
     def build(self):
         by_name = {c.name: c for c in self.conditions}
         per_member = [by_name[m["condition"]] for m in self.members()]
@@ -100,6 +120,9 @@ class NoiseSetup(DigitsTraining):
 
     FULL = dict(hidden=(512, 512), epochs=60, seeds=tuple(range(5)))
     AXES = {"regularizer": "regularizers"}
+    CHOICES = {"regularizers": REGULARIZERS}
+    BOUNDS = {"noise": FRACTION, "weight_decay": NON_NEGATIVE, "dropout": RATE, "elr_lambda": NON_NEGATIVE,
+              "elr_beta": RATE}
 
     epochs: int = 30
     noise: float = 0.4
@@ -132,12 +155,16 @@ class NoiseSetup(DigitsTraining):
 
 
 @dataclass(frozen=True)
-class NoiseSweep(NoiseSetup):
+class NoiseSweep(Grid):
+    """Section 2: one NoiseSetup per label-noise level."""
+
+    POINT = NoiseSetup
+
     noises: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)
 
     def setups(self) -> dict[float, NoiseSetup]:
         """{noise level: its NoiseSetup}."""
-        return dict(zip(self.noises, self.sweep_over(NoiseSetup, "noise", self.noises)))
+        return self.vary("noise", self.noises)
 
 
 def _true_label_accuracy(data: TaskData, true_labels: torch.Tensor):
@@ -153,7 +180,7 @@ def _true_label_accuracy(data: TaskData, true_labels: torch.Tensor):
 # --- Section 3: massive label noise (Rolnick et al. 2017) ---
 
 @dataclass(frozen=True)
-class DilutionSetup(Experiment):
+class DilutionSetup(TrainedExperiment):
     """``alpha`` noisy examples per clean image; members are the seeds."""
 
     FULL = dict(steps=2000, seeds=tuple(range(5)))
@@ -174,25 +201,28 @@ class DilutionSetup(Experiment):
 
 
 @dataclass(frozen=True)
-class DilutionGrid(DilutionSetup):
-    FULL = DilutionSetup.FULL | dict(clean_sizes=(50, 100, 200, 400, 900), alphas=(0, 1, 3, 10, 30))
+class DilutionGrid(Grid):
+    """Section 3: clean images x noisy examples per clean one, every pair one DilutionSetup."""
+
+    POINT = DilutionSetup
+    FULL = dict(clean_sizes=(50, 100, 200, 400, 900), alphas=(0, 1, 3, 10, 30))
 
     clean_sizes: tuple[int, ...] = (100, 300, 900)
     alphas: tuple[int, ...] = (0, 3, 10)
 
     def setups(self) -> dict[tuple[int, int], DilutionSetup]:
         """{(clean images, alpha): its DilutionSetup}."""
-        return {(s.n_clean, a): replace(s, alpha=a)
-                for s in self.sweep_over(DilutionSetup, "n_clean", self.clean_sizes) for a in self.alphas}
+        return {(n, a): replace(self.base, n_clean=n, alpha=a) for n in self.clean_sizes for a in self.alphas}
 
 
 # --- Section 4: benign overfitting and grokking on XOR clusters (Xu et al. 2024) ---
 
 @dataclass(frozen=True)
-class XorSetup(Experiment):
+class XorSetup(TrainedExperiment):
     """Gradient descent on the logistic loss; members are the seeds (each its own data set)."""
 
     FULL = dict(dim=10_000, width=500, steps=1000, n_test=2000, seeds=tuple(range(5)))
+    BOUNDS = {"mean_norm": POSITIVE, "flip_fraction": Bounds(0.0, 0.5, high_open=True)}
 
     n_train: int = 40
     n_test: int = 500
@@ -216,7 +246,7 @@ class XorSetup(Experiment):
 # --- Section 5: benign overfitting in linear regression (closed form) ---
 
 @dataclass(frozen=True)
-class BenignRegression(Experiment):
+class BenignRegression(ComputedExperiment):
     """y = beta . x_signal + noise; x has ``signal_dims`` directions of variance 1 and ``weak_dims``
     of variance ``weak_variance / weak_dims`` each (their total variance is fixed). Closed form: the
     History's axis is the number of weak directions, one member per seed."""
@@ -230,7 +260,6 @@ class BenignRegression(Experiment):
     weak_variance: float = 1.0
     noise_std: float = 0.5
     seeds: tuple[int, ...] = (0, 1, 2)
-
 
     def compute(self) -> History:
         values = np.array([[excess_risk(self, p, seed) for seed in self.seeds] for p in self.weak_dims])

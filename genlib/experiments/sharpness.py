@@ -1,10 +1,13 @@
 """Experiments of the sharpness chapter (book/sharpness.ipynb): declared setups plus one build each.
 
-- :class:`StabilitySetup`: the digits, a tanh network, squared error, gradient descent (full batch
-  or minibatches, optionally SAM) at several step sizes (the ensemble's axis); the sharpness (top
-  Hessian eigenvalue on the whole training set) is tracked during training, the Hessian trace read
-  at the end. :class:`StabilityGrid` gives one per batch size.
+- :class:`DigitsRecipe` (abstract): an MLP on the digits trained by gradient descent on the squared
+  error; :class:`SharpnessRecipe` (abstract) adds the sharpness (top Hessian eigenvalue on the whole
+  training set) read during training and the Hessian trace read at the end.
+- :class:`StabilitySetup`: gradient descent (full batch or minibatches, optionally SAM) at several
+  step sizes (the ensemble's axis). :class:`StabilityGrid` gives one per batch size, and SAM.
 - :class:`CatapultSetup`: step sizes set per member as multiples of 2 / (its own initial sharpness).
+- :class:`HessianSpectrumSetup`: every Hessian eigenvalue of a small network of the same kind,
+  before and after training.
 - :class:`PerceptronSetup`: logistic regression on separable data at growing step sizes.
 - :class:`LargeBatchSetup`: small and large batches on CIFAR-10 at equal epochs and equal updates
   (full scale only: CIFAR-10 is downloaded).
@@ -12,67 +15,100 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from .._validate import check_int, check_seeds
-from ..cifar import cifar10
-from ..curvature import dense_hessian, hessian_trace, top_eigenvalue
-from ..data import TaskData, digit_inputs, digits, load_digits
-from ..experiment import Experiment
-from ..history import History
-from ..models import MLP
-from ..train import TrainConfig, train
+from ..core._validate import check_int, check_seeds
+from ..core.cifar import TEST_IMAGES, TRAIN_IMAGES, cifar10
+from ..core.data import DIGITS_IMAGES, TaskData, digit_inputs, digits, load_digits
+from ..core.history import History
+from ..core.models import ACTIVATIONS, MLP, Ensemble
+from ..core.train import TrainConfig
+from ..measures.curvature import dense_hessian, hessian_trace, top_eigenvalue
+from ..running.experiment import Bounds, TrainedExperiment, TrainedRun
+from ..running.grid import Grid
+
+AT_LEAST_ONE = Bounds(1)
+AT_LEAST_ZERO = Bounds(0)
+POSITIVE = Bounds(0.0, low_open=True)
 
 
 @dataclass(frozen=True)
-class StabilitySetup(Experiment):
-    """Cohen et al. 2021 (full batch) and Wu et al. 2018 (minibatches): members are step sizes x seeds."""
+class DigitsRecipe(TrainedExperiment):
+    """An MLP on scikit-learn's digits (one-hot targets), trained by gradient descent on the
+    squared error: the task and network of every setup here but the perceptron and CIFAR-10."""
 
-    FULL = dict(n_train=1500, hidden=(200, 200), steps=3000, seeds=tuple(range(5)))
-    AXES = {"lr": "lrs"}
+    LOSS: ClassVar[str] = "mse"  # the loss trained, and whose curvature is measured
+    CHOICES = {"activation": tuple(ACTIVATIONS)}
+    BOUNDS = {"n_train": Bounds(1, DIGITS_IMAGES - 1), "hidden": AT_LEAST_ONE, "steps": AT_LEAST_ONE}
 
     n_train: int = 1000
     hidden: tuple[int, ...] = (100, 100)
     activation: str = "tanh"
     init_scale: float = 0.5
-    lrs: tuple[float, ...] = (0.4, 0.8, 1.6, 3.2)
-    batch_size: int | None = None  # None: full batch (gradient descent)
-    sam_radius: float = 0.0
     steps: int = 1000
-    sharpness_every: int = 25
-    early_readings: int = 0  # extra log-spaced readings in the first steps
-    power_iterations: int = 20
-    trace_samples: int = 20
     seeds: tuple[int, ...] = (0, 1)
 
-    def build(self):
-        return self._build_with(self.member_values("lr"))
-
-    def _build_with(self, lrs: list[float]):
+    def digits_task(self, lrs: list[float], **config: Any) -> tuple[TaskData, Ensemble, TrainConfig]:
+        """The data, the network (one member per entry of :meth:`members`) and plain SGD at step
+        sizes ``lrs`` (one per member) for ``steps`` steps; ``config``: TrainConfig's other settings."""
         seeds = self.member_values("seed")
         data = digits(self.n_train, seeds=seeds)
         model = MLP(64, self.hidden, 10, seeds, activation=self.activation, init_scale=self.init_scale)
-        config = TrainConfig(steps=self.steps, lr=lrs, optimizer="sgd", loss="mse",
-                             batch_size=self.batch_size, sam_radius=self.sam_radius,
-                             eval_every=self.sharpness_every, eval_log_points=self.early_readings)
-        return data, model, config
+        return data, model, TrainConfig(steps=self.steps, lr=lrs, optimizer="sgd", loss=self.LOSS, **config)
+
+
+@dataclass(frozen=True)
+class SharpnessRecipe(DigitsRecipe):
+    """The digits recipe with its sharpness read every ``eval_every`` steps (and at
+    ``eval_log_points`` log-spaced early steps) by power iteration, and its Hessian trace
+    (Hutchinson's estimator) read at the end, both on the whole training set."""
+
+    BOUNDS = {"eval_every": AT_LEAST_ONE, "eval_log_points": AT_LEAST_ZERO, "power_iterations": AT_LEAST_ONE,
+              "trace_samples": AT_LEAST_ONE}
+
+    eval_every: int = 25
+    eval_log_points: int = 0  # extra log-spaced readings in the first steps
+    power_iterations: int = 20
+    trace_samples: int = 20
+
+    def tracked_task(self, lrs: list[float], **config: Any) -> tuple[TaskData, Ensemble, TrainConfig]:
+        """:meth:`digits_task`, evaluated (and its sharpness read) on this recipe's schedule."""
+        return self.digits_task(lrs, eval_every=self.eval_every, eval_log_points=self.eval_log_points, **config)
 
     def extra_metrics(self, data, model):
-        return {"sharpness": lambda m: top_eigenvalue(m, data, "mse", iterations=self.power_iterations)}
+        return {"sharpness": lambda m: top_eigenvalue(m, data, self.LOSS, iterations=self.power_iterations)}
 
-    def after_training(self, history: History, data: TaskData, model) -> History:
-        trace = hessian_trace(model, data, "mse", samples=self.trace_samples)
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        trace = hessian_trace(run.model, run.data, self.LOSS, samples=self.trace_samples)
         return replace(history, arrays=history.arrays | {"trace": trace.detach().cpu().numpy()})
 
 
 @dataclass(frozen=True)
-class StabilityGrid(StabilitySetup):
-    """One :class:`StabilitySetup` per batch size (None: full batch), all at the same step sizes;
+class StabilitySetup(SharpnessRecipe):
+    """Cohen et al. 2021 (full batch) and Wu et al. 2018 (minibatches): members are step sizes x seeds."""
+
+    FULL = dict(n_train=1500, hidden=(200, 200), steps=3000, seeds=tuple(range(5)))
+    AXES = {"lr": "lrs"}
+    BOUNDS = {"lrs": POSITIVE, "batch_size": AT_LEAST_ONE, "sam_radius": Bounds(0.0)}
+
+    lrs: tuple[float, ...] = (0.4, 0.8, 1.6, 3.2)
+    batch_size: int | None = None  # None: full batch (gradient descent)
+    sam_radius: float = 0.0
+
+    def build(self):
+        return self.tracked_task(self.member_values("lr"), batch_size=self.batch_size, sam_radius=self.sam_radius)
+
+
+@dataclass(frozen=True)
+class StabilityGrid(Grid):
+    """One :class:`StabilitySetup` per batch size (None: full batch), all at the base's step sizes;
     and SAM at full batch, at the one step size where batch sizes are compared."""
 
-    FULL = StabilitySetup.FULL | dict(batch_sizes=(None, 256, 64, 16, 4))
+    POINT = StabilitySetup
+    FULL = dict(batch_sizes=(None, 256, 64, 16, 4))
 
     batch_sizes: tuple[int | None, ...] = (None, 64, 16, 4)
     compared_lr: float = 0.8
@@ -82,16 +118,14 @@ class StabilityGrid(StabilitySetup):
 
     def setups(self) -> dict[str, StabilitySetup]:
         """{"full batch" | "batch 64" | ...: its setup}."""
-        by_batch = self.sweep_over(StabilitySetup, "batch_size", self.batch_sizes)
-        by_batch = [s if s.batch_size is None else replace(s, sharpness_every=self.minibatch_sharpness_every)
-                    for s in by_batch]
-        return {batch_label(s.batch_size): s for s in by_batch}
+        return {batch_label(b): s if b is None else replace(s, eval_every=self.minibatch_sharpness_every)
+                for b, s in self.vary("batch_size", self.batch_sizes).items()}
 
     def sam_setups(self) -> dict[str, StabilitySetup]:
         """{"SAM rho=0.05" | ...: full-batch SAM at ``compared_lr``}."""
         gd = self.setups()[batch_label(None)]
         return {f"SAM rho={r:g}": replace(gd, lrs=(self.compared_lr,), sam_radius=r,
-                                          sharpness_every=self.sam_sharpness_every) for r in self.sam_radii}
+                                          eval_every=self.sam_sharpness_every) for r in self.sam_radii}
 
 
 def batch_label(batch_size: int | None) -> str:
@@ -99,56 +133,81 @@ def batch_label(batch_size: int | None) -> str:
 
 
 @dataclass(frozen=True)
-class CatapultSetup(StabilitySetup):
+class CatapultSetup(SharpnessRecipe):
     """Lewkowycz et al. 2020: a wide one-hidden-layer ReLU network, squared error, full-batch
     gradient descent; each member's step size is a multiple of 2 / lambda_0, its own sharpness at
     initialisation. Members are multiples x seeds."""
 
     FULL = dict(hidden=(2048,), n_train=500, seeds=tuple(range(5)))
     AXES = {"multiple": "multiples"}
+    BOUNDS = {"multiples": POSITIVE}
 
     n_train: int = 200
     hidden: tuple[int, ...] = (512,)
     activation: str = "relu"
     init_scale: float = 1.0
     multiples: tuple[float, ...] = (0.5, 1.25, 1.75, 2.5)  # lr = multiple x 2 / lambda_0
-    lrs: tuple[float, ...] = ()  # set per member in build()
     steps: int = 200
-    sharpness_every: int = 20
-    early_readings: int = 30
+    eval_every: int = 20
+    eval_log_points: int = 30
     power_iterations: int = 10
     trace_samples: int = 1
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def build(self):
-        data, model, config = self._build_with([1.0] * len(self.members()))
-        initial = top_eigenvalue(model, data, "mse", iterations=50)  # (S,) lambda_0
+        data, model, config = self.tracked_task([1.0] * len(self.members()))
+        initial = top_eigenvalue(model, data, self.LOSS, iterations=50)  # (S,) lambda_0
         lrs = [m * 2 / float(s) for m, s in zip(self.member_values("multiple"), initial)]
         return data, model, replace(config, lr=lrs)
 
 
-def hessian_spectrum(setup: StabilitySetup, lr: float, seed: int = 0, n_train: int = 200,
-                     hidden: tuple[int, ...] = (16, 16)) -> tuple[np.ndarray, np.ndarray]:
-    """Every eigenvalue of the Hessian of one network of the setup's kind but small enough to write
-    its Hessian out (``hidden`` widths, ``n_train`` images), at initialisation and after full-batch
-    gradient descent at step size ``lr`` for the setup's number of steps: (before, after), each
+@dataclass(frozen=True)
+class HessianSpectrumSetup(DigitsRecipe):
+    """Sagun et al. 2017: every eigenvalue of the Hessian of a network of :class:`StabilitySetup`'s
+    kind but small enough to write its Hessian out (``hidden`` widths, ``n_train`` images), at
+    initialisation and after full-batch gradient descent for ``steps`` steps. Members are step
+    sizes x seeds; arrays "before" and "after", (members, parameters), each member's eigenvalues
     sorted from the largest down."""
-    small = replace(setup, n_train=n_train, hidden=hidden, seeds=(seed,), lrs=(lr,), batch_size=None,
-                    sam_radius=0.0)
-    data, model, config = small.build()
-    before = torch.linalg.eigvalsh(dense_hessian(model, data, "mse", 0).double()).flip(0)
-    train(model, data, replace(config, eval_every=config.steps, eval_log_points=0, progress=False),
-          members=small.members())
-    after = torch.linalg.eigvalsh(dense_hessian(model, data, "mse", 0).double()).flip(0)
-    return before.numpy(), after.numpy()
+
+    FULL = dict(steps=StabilitySetup.FULL["steps"])
+    AXES = {"lr": "lrs"}
+    BOUNDS = {"lrs": POSITIVE}
+
+    n_train: int = 200
+    hidden: tuple[int, ...] = (16, 16)
+    lrs: tuple[float, ...] = (0.8,)
+    seeds: tuple[int, ...] = (0,)
+
+    @classmethod
+    def of(cls, setup: StabilitySetup, lr: float, seed: int = 0, **sizes: Any) -> HessianSpectrumSetup:
+        """The spectrum of one network of ``setup``'s kind (its activation, initial scale and number
+        of steps) at step size ``lr``; ``sizes``: n_train and hidden, if not the defaults."""
+        return cls(activation=setup.activation, init_scale=setup.init_scale, steps=setup.steps, lrs=(lr,),
+                   seeds=(seed,), **sizes)
+
+    def build(self):
+        return self.digits_task(self.member_values("lr"), eval_every=self.steps, eval_log_points=0)
+
+    def spectra(self, data: TaskData, model: Ensemble) -> np.ndarray:
+        """(members, parameters) every member's Hessian eigenvalues, from the largest down."""
+        return np.stack([torch.linalg.eigvalsh(dense_hessian(model, data, self.LOSS, s).double()).flip(0).cpu().numpy()
+                         for s in range(model.members)])
+
+    def before_training(self, data, model):
+        return self.spectra(data, model)
+
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        return replace(history, arrays=history.arrays | {"before": run.before,
+                                                         "after": self.spectra(run.data, run.model)})
 
 
 @dataclass(frozen=True)
-class PerceptronSetup(Experiment):
+class PerceptronSetup(TrainedExperiment):
     """Logistic regression by full-batch gradient descent on separable data (two digit classes),
     at growing step sizes (the ensemble's axis): steps until every training point is classified."""
 
     AXES = {"lr": "lrs"}
+    BOUNDS = {"lrs": POSITIVE, "steps": AT_LEAST_ONE}
 
     classes: tuple[int, int] = (1, 8)
     lrs: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 10_000.0)
@@ -185,12 +244,15 @@ def steps_to_separate(history: History) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class LargeBatchSetup(Experiment):
+class LargeBatchSetup(TrainedExperiment):
     """Keskar et al. 2017 and Hoffer et al. 2017 on real images: CIFAR-10 as flat vectors, a ReLU MLP,
     SGD with momentum at one step size; members are seeds, one run per (batch size, number of updates)
     (:meth:`comparison`). CIFAR-10 is downloaded (163 MB), so the chapter runs this at full scale only."""
 
     FULL = dict(n_train=50_000, n_test=10_000, steps=11_720, large_batch=4096, seeds=(0, 1, 2), eval_every=390)
+    BOUNDS = {"n_train": Bounds(1, TRAIN_IMAGES), "n_test": Bounds(1, TEST_IMAGES), "hidden": AT_LEAST_ONE,
+              "batch_size": AT_LEAST_ONE, "large_batch": AT_LEAST_ONE, "steps": AT_LEAST_ONE, "lr": POSITIVE,
+              "momentum": Bounds(0.0, 1.0, high_open=True), "eval_every": AT_LEAST_ONE}
 
     n_train: int = 5000
     n_test: int = 2000

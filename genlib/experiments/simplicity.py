@@ -4,7 +4,8 @@ build (or compute) each. Members of every run are seeds, each with its own data 
 - :class:`LmsSetup`: Shah et al.'s LMS data (section 1).
 - :class:`CueSetup`: the digits with a class-coding pixel; :class:`CueSweep` gives one per brightness.
 - :class:`CumulantSetup`: distributional simplicity bias, real data against Gaussian clones.
-- :class:`AvailabilitySetup`: predictivity against availability (axis: availability ratio a / b).
+- :class:`AvailabilitySetup`: predictivity against availability (axis: availability ratio a / b),
+  assembled from one :class:`AvailabilityRun` per (amplitude pair, model).
 """
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..experiment import Experiment
-from ..history import History
-from ..models import MLP
-from ..synthetic import cued_digits, cumulant_classes, lms, two_cues
-from ..train import TrainConfig, train
+from ..core.history import History
+from ..core.models import MLP
+from ..core.synthetic import cued_digits, cumulant_classes, lms, two_cues
+from ..core.train import TrainConfig
+from ..running.experiment import Bounds, ComputedExperiment, TrainedExperiment
+from ..running.grid import Grid
+
+AVAILABILITY_MODELS = ("linear", "relu")
 
 
 @dataclass(frozen=True)
-class LmsSetup(Experiment):
+class LmsSetup(TrainedExperiment):
     """Shah et al. 2020: 2 x 100 ReLU, SGD lr 0.1, weight decay 5e-5, batches of 256."""
 
     FULL = dict(n_train=50_000, n_test=10_000, epochs=50, seeds=tuple(range(5)))
@@ -43,10 +47,11 @@ class LmsSetup(Experiment):
 
 
 @dataclass(frozen=True)
-class CueSetup(Experiment):
+class CueSetup(TrainedExperiment):
     """The digits with a class-coding pixel of brightness ``cue_strength``; MLP 64-256-256-10, SGD."""
 
     FULL = dict(steps=1500, seeds=tuple(range(5)))
+    BOUNDS = {"cue_strength": Bounds(0.0)}
 
     cue_strength: float = 3.0
     n_train: int = 1000
@@ -61,19 +66,21 @@ class CueSetup(Experiment):
 
 
 @dataclass(frozen=True)
-class CueSweep(CueSetup):
+class CueSweep(Grid):
     """Section 2: one CueSetup per cue brightness."""
 
-    FULL = CueSetup.FULL | dict(cue_strengths=(0.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0))
+    POINT = CueSetup
+    FULL = dict(cue_strengths=(0.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0))
+
     cue_strengths: tuple[float, ...] = (0.0, 3.0, 6.0, 10.0)
 
     def setups(self) -> dict[float, CueSetup]:
         """{brightness: its CueSetup} (plain CueSetups, so one run's cache does not depend on the list)."""
-        return dict(zip(self.cue_strengths, self.sweep_over(CueSetup, "cue_strength", self.cue_strengths)))
+        return self.vary("cue_strength", self.cue_strengths)
 
 
 @dataclass(frozen=True)
-class CumulantSetup(Experiment):
+class CumulantSetup(TrainedExperiment):
     """Refinetti et al. 2023: MLP 10-256-256-2 trained by SGD with momentum on classes that differ
     in mean, covariance and higher cumulants; accuracy on real test data and on Gaussian clones."""
 
@@ -92,16 +99,45 @@ class CumulantSetup(Experiment):
 
 
 @dataclass(frozen=True)
-class AvailabilitySetup(Experiment):
+class AvailabilityRun(TrainedExperiment):
+    """One point of :class:`AvailabilitySetup`: a linear model or a one-hidden-layer ReLU network
+    trained by full-batch gradient descent on two cues of the given amplitudes; members are seeds.
+    Its "conflict_acc" is the share of conflict decisions that follow feature a."""
+
+    FULL = dict(n_train=2000, steps=4000, seeds=tuple(range(5)))
+    CHOICES = {"model": AVAILABILITY_MODELS}
+    BOUNDS = {"predictivity": Bounds(0.0, 1.0, low_open=True), "amplitude": Bounds(0.0, low_open=True)}
+
+    model: str = "relu"  # "linear" or "relu" (one hidden layer of ``hidden`` units)
+    amplitude: tuple[float, float] = (1.0, 1.0)
+    predictivity: tuple[float, float] = (0.9, 0.95)
+    n_train: int = 500
+    hidden: int = 128
+    steps: int = 1000
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def build(self):
+        seeds = self.member_values("seed")
+        data = two_cues(self.n_train, 2000, self.predictivity, self.amplitude, seeds=seeds)
+        # the linear control is trained exactly like the network: same loss, optimizer, steps
+        hidden = () if self.model == "linear" else (self.hidden,)
+        config = TrainConfig(steps=self.steps, lr=0.1, optimizer="sgd", eval_every=self.steps, eval_log_points=0)
+        return data, MLP(data.x.shape[-1], hidden, 2, seeds), config
+
+
+@dataclass(frozen=True)
+class AvailabilitySetup(ComputedExperiment):
     """Hermann et al. 2023: feature a less predictive than b, made more and more available.
 
     Reliance on feature a (share of conflict decisions that follow it) of a linear model and of a
-    one-hidden-layer ReLU network, both trained by the same full-batch gradient descent; the
-    History's axis is the availability ratio a / b (amplitude ratio).
+    one-hidden-layer ReLU network, both trained by the same full-batch gradient descent (one
+    :class:`AvailabilityRun` each per amplitude pair, its requirements); the History's axis is the
+    availability ratio a / b (amplitude ratio), its metrics "linear" and "relu".
     """
 
     FULL = dict(amplitudes=((1.0, 1.0), (2.0, 0.5), (3.0, 0.3), (5.0, 0.2), (10.0, 0.1)), n_train=2000, steps=4000,
                 seeds=tuple(range(5)))
+    BOUNDS = {"predictivity": Bounds(0.0, 1.0, low_open=True)}
 
     predictivity: tuple[float, float] = (0.9, 0.95)
     amplitudes: tuple[tuple[float, float], ...] = ((1.0, 1.0), (3.0, 0.3), (10.0, 0.1))
@@ -110,16 +146,16 @@ class AvailabilitySetup(Experiment):
     steps: int = 1000
     seeds: tuple[int, ...] = (0, 1, 2)
 
-    def compute(self) -> History:
-        seeds = self.member_values("seed")
-        config = TrainConfig(steps=self.steps, lr=0.1, optimizer="sgd", eval_every=self.steps, eval_log_points=0)
-        reliance = {"linear": [], "relu": []}
-        for amplitude in self.amplitudes:
-            data = two_cues(self.n_train, 2000, self.predictivity, amplitude, seeds=seeds)
-            # the linear control is trained exactly like the network: same loss, optimizer, steps
-            for name, hidden in [("linear", ()), ("relu", (self.hidden,))]:
-                run = train(MLP(data.x.shape[-1], hidden, 2, seeds), data, config)
-                reliance[name].append(run.final("conflict_acc"))
+    def requires(self) -> dict[str, AvailabilityRun]:
+        """{"<model>_<i>": that model's run at the i-th amplitude pair}."""
+        return {f"{model}_{i}": AvailabilityRun(model=model, amplitude=amplitude, predictivity=self.predictivity,
+                                                n_train=self.n_train, hidden=self.hidden, steps=self.steps,
+                                                seeds=self.seeds)
+                for i, amplitude in enumerate(self.amplitudes) for model in AVAILABILITY_MODELS}
+
+    def compute(self, **runs: History) -> History:
+        reliance = {model: [runs[f"{model}_{i}"].final("conflict_acc") for i in range(len(self.amplitudes))]
+                    for model in AVAILABILITY_MODELS}
         ratios = np.array([a / b for a, b in self.amplitudes])
         return History(ratios, {k: np.array(v) for k, v in reliance.items()}, self.members(),
                        axis_name="availability ratio a / b")

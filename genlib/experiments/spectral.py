@@ -14,12 +14,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..data import TaskData, fourier_features
-from ..experiment import Experiment
-from ..history import History
-from ..metrics import spectral_centroid
-from ..models import MLP
-from ..train import TrainConfig, predict
+from ..core.data import TaskData, fourier_features
+from ..core.history import History
+from ..core.metrics import spectral_centroid
+from ..core.models import ACTIVATIONS, MLP
+from ..core.train import TrainConfig, predict
+from ..running.experiment import Bounds, ComputedExperiment, TrainedExperiment
+from ..running.grid import Grid
 
 FOURIER_SCALES = (0.0, 1.0, 3.0, 10.0)  # Fourier-feature scales of section 1; 0: the raw coordinate x
 
@@ -39,13 +40,14 @@ def _curves(model, data: TaskData, idx: torch.Tensor) -> np.ndarray:
 # --- Section 1: spectral bias (Rahaman et al. 2019) and Fourier features (Tancik et al. 2020) ---
 
 @dataclass(frozen=True)
-class SinusoidSetup(Experiment):
+class SinusoidSetup(TrainedExperiment):
     """y(x) = sum_k sin(2 pi k x + phi_k) on ``points`` equally spaced x in [0, 1); per seed its own
     phases. ``fourier_scale`` > 0 feeds the network [cos 2 pi B x, sin 2 pi B x] with B ~ N(0, scale^2)
     (``features`` frequencies) instead of x. Metrics residual_k per frequency k; arrays 'fit' and
     'target' (S, points)."""
 
     FULL = dict(hidden=(256, 256, 256, 256), steps=10_000, seeds=tuple(range(5)))
+    BOUNDS = {"bias_init": Bounds(0.0)}
 
     frequencies: tuple[int, ...] = (1, 3, 5, 7, 9)
     points: int = 200
@@ -83,9 +85,9 @@ class SinusoidSetup(Experiment):
     def extra_metrics(self, data, model):
         return {f"residual_{k}": _spectrum_residual(data, k) for k in self.frequencies}
 
-    def after_training(self, history, data, model):
-        history.arrays["fit"] = _curves(model, data, data.train_idx)
-        history.arrays["target"] = data.batch(data.train_idx)[1].numpy()
+    def after_training(self, history, run):
+        history.arrays["fit"] = _curves(run.model, run.data, run.data.train_idx)
+        history.arrays["target"] = run.data.batch(run.data.train_idx)[1].numpy()
         return history
 
 
@@ -103,11 +105,14 @@ def _spectrum_residual(data: TaskData, k: int):
 # --- Section 2: complexity of random networks (Teney et al. 2024, Neural Redshift) ---
 
 @dataclass(frozen=True)
-class RedshiftSetup(Experiment):
+class RedshiftSetup(ComputedExperiment):
     """Spectral centroid of random networks over the weight scale (the History's axis); members
-    are (activation, draw): ``select(activation=...)``."""
+    are (activation, draw): ``select(activation=...)``. Nothing is trained: each network is drawn
+    and measured once."""
 
     FULL = dict(weight_scales=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0), draws=50)
+    CHOICES = {"activations": tuple(ACTIVATIONS)}
+    BOUNDS = {"weight_scales": Bounds(0.0)}
 
     activations: tuple[str, ...] = ("relu", "tanh", "gelu", "sin", "gaussian")
     weight_scales: tuple[float, ...] = (1.0, 2.0, 3.0)
@@ -135,11 +140,12 @@ class RedshiftSetup(Experiment):
 # --- Section 3: periodic extrapolation (Ziyin et al. 2020, Snake) ---
 
 @dataclass(frozen=True)
-class SnakeSetup(Experiment):
+class SnakeSetup(TrainedExperiment):
     """sin(x) on [-2 pi, 2 pi] to train, [2 pi, 6 pi] to test extrapolation, by an MLP with one
     activation; arrays 'x' (1, 2 points) and 'fit' (S, 2 points): training then test inputs."""
 
     FULL = dict(hidden=(256, 256), steps=6000, seeds=tuple(range(5)))
+    CHOICES = {"activation": tuple(ACTIVATIONS)}
 
     activation: str = "snake"
     points: int = 200
@@ -161,19 +167,22 @@ class SnakeSetup(Experiment):
                              eval_log_points=10)
         return self.data(), model, config
 
-    def after_training(self, history, data, model):
+    def after_training(self, history, run):
+        data = run.data
         everywhere = torch.cat([data.train_idx, data.test_idx], 1)
         history.arrays["x"] = data.inputs(everywhere[:1])[..., 0].numpy()
-        history.arrays["fit"] = _curves(model, data, everywhere)
+        history.arrays["fit"] = _curves(run.model, data, everywhere)
         return history
 
 
 @dataclass(frozen=True)
-class SnakeComparison(SnakeSetup):
+class SnakeComparison(Grid):
     """Section 3: one SnakeSetup per activation."""
+
+    POINT = SnakeSetup
 
     activations: tuple[str, ...] = ("relu", "tanh", "snake")
 
     def setups(self) -> dict[str, SnakeSetup]:
         """{activation: its SnakeSetup} (plain SnakeSetups, so one run's cache does not depend on the list)."""
-        return dict(zip(self.activations, self.sweep_over(SnakeSetup, "activation", self.activations)))
+        return self.vary("activation", self.activations)

@@ -7,6 +7,7 @@ number next to the figure.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -22,3 +23,13 @@ def glue(name: str, value: Any, fmt: str = "") -> Any:
         myst_glue(name, value, display=False)
     print(f"{name} = {format(value, fmt)}")
     return value
+
+
+def lower_bound(value: float, digits: int = 0) -> float:
+    """``value`` rounded down to ``digits`` decimals: a glued lower bound ("at least 33x") stays one."""
+    return math.floor(value * 10**digits) / 10**digits
+
+
+def upper_bound(value: float, digits: int = 0) -> float:
+    """``value`` rounded up to ``digits`` decimals: a glued upper bound ("at most 0.41") stays one."""
+    return math.ceil(value * 10**digits) / 10**digits

@@ -1,34 +1,37 @@
 """Pruning an MLP ensemble: random and magnitude masks, their sparsity, and rewinding (end-of-training chapter).
 
 Masks are lists of 0/1 tensors, one per weight matrix, each (S, fan_in, out) like the weights; they
-are made here and set with :meth:`genlib.models.MLP.set_weight_masks`. Biases are never pruned.
+are made here and set with :meth:`genlib.core.models.MLP.set_weight_masks`. Biases are never pruned.
 Both kinds of mask prune layer by layer: every weight matrix of a member loses the same share of
 its weights. That is layer-wise pruning, as Frankle and Carbin do for fully connected networks (they
 prune the output layer at half the rate; here every layer at the same), not global pruning: one
 global magnitude threshold prunes hardest the layers whose weights are smallest (the widest fan-in,
 at initialisation 1/sqrt(fan_in)) and can disconnect a layer.
 
-Iterative magnitude pruning with rewinding (Frankle and Carbin 2019; Frankle et al. 2020), with
-``rewind_to = snapshot(model)`` taken after training k steps (a second ``train`` call then goes on
-from there, with fresh optimizer state)::
+Iterative magnitude pruning with rewinding (Frankle and Carbin 2019; Frankle et al. 2020) is
+:func:`iterative_magnitude_pruning`: train k steps and take ``rewind_to = snapshot(model)``, train
+the rest, then every round::
 
-    masks = None
-    for r in range(1, rounds + 1):
-        train(model, data, config)
-        masks = magnitude_masks(model, 1 - 0.5**r, current=masks)  # prune half of what is left
-        rewind(model, rewind_to)
-        model.set_weight_masks(masks)
+    masks = magnitude_masks(model, 1 - 0.5**r, current=masks)  # prune half of what is left
+    rewind(model, rewind_to)
+    model.set_weight_masks(masks)
+    train(model, data, the_rest)                               # fresh optimizer state
 
 Random pruning at the same sparsity (Liu et al. 2022) is the control: ``random_masks(model, s)``.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+import numpy as np
 import torch
 
-from ._validate import check_int, per_member
-from .models import MLP
+from ..core._validate import check_int, per_member
+from ..core.data import TaskData
+from ..core.history import History
+from ..core.models import MLP
+from ..core.train import TrainConfig, train
 
 Masks = list[torch.Tensor]  # one (S, fan_in, out) 0/1 tensor per weight matrix
 
@@ -114,9 +117,48 @@ def rewind(model: MLP, state: dict[str, torch.Tensor]) -> None:
         w.mul_(m)
 
 
+def iterative_magnitude_pruning(model: MLP, data: TaskData, config: TrainConfig, rounds: int, rewind_step: int,
+                                members: list[dict] | None = None) -> History:
+    """Iterative magnitude pruning with rewinding (Frankle and Carbin 2019; Frankle et al. 2020).
+
+    ``config`` is how the dense network trains (``config.steps`` in all). It trains ``rewind_step``
+    steps, its weights are kept (:func:`snapshot`), and it trains the remaining
+    ``config.steps - rewind_step``. Then ``rounds`` times: half of every layer's remaining weights
+    are pruned, those of smallest magnitude (:func:`magnitude_masks`); the rest are rewound to the
+    kept weights; and the network trains the remaining steps again. Every part starts with fresh
+    optimizer state and ``config``'s minibatch order (and learning-rate milestones counted from
+    its start), and is evaluated only at its end.
+
+    Returns a History along the axis "sparsity" (0 for the dense network, then 1 - 0.5**r after
+    round r) of the final "train_acc" and "test_acc" of every round; ``members`` labels the members
+    as in :func:`genlib.core.train.train`. The model is trained in place: it ends with the last
+    round's weights and masks (``model.weight_masks``).
+    """
+    _check_model(model)
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a genlib.core.train.TrainConfig; got {type(config).__name__}")
+    check_int("rounds", rounds, low=0)
+    check_int("rewind_step", rewind_step, low=1, high=config.steps - 1)
+    rest = config.steps - rewind_step
+    early_part = replace(config, steps=rewind_step, eval_every=rewind_step, eval_log_points=0)
+    round_part = replace(config, steps=rest, eval_every=rest, eval_log_points=0)
+    train(model, data, early_part, members=members)
+    early = snapshot(model)  # the weights every round rewinds to
+    runs, masks = [train(model, data, round_part, members=members)], None
+    sparsities = [0.0] + [1 - 0.5**r for r in range(1, rounds + 1)]
+    for sparsity in sparsities[1:]:
+        masks = magnitude_masks(model, sparsity, masks)
+        rewind(model, early)
+        model.set_weight_masks(masks)
+        runs.append(train(model, data, round_part, members=members))
+    metrics = {name: np.stack([run.final(name) for run in runs]) for name in ("train_acc", "test_acc")}
+    return History(np.array(sparsities), metrics, runs[0].members, {"config": runs[0].meta["config"]},
+                   axis_name="sparsity")
+
+
 def _check_model(model) -> None:
     if not isinstance(model, MLP):
-        raise ValueError(f"model must be a genlib.models.MLP; got {type(model).__name__}")
+        raise ValueError(f"model must be a genlib.core.models.MLP; got {type(model).__name__}")
 
 
 def _sparsities(model: MLP, sparsity) -> list[float]:

@@ -2,7 +2,7 @@
 
 A :class:`TaskData` holds inputs shared by all S members of an ensemble and, per member, its own
 labels and its own train/test split (members differ by seed). Everything is on one device and is
-used for full-batch or minibatch training by :func:`genlib.train.train`.
+used for full-batch or minibatch training by :func:`genlib.core.train.train`.
 """
 from __future__ import annotations
 

@@ -10,19 +10,17 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .history import History
+from .. import __version__
+from ..core.environment import cache_dir
+from ..core.history import History
+from .sources import PACKAGE_ROOT, dependencies
 
-
-def cache_dir() -> Path:
-    """``$GENLIB_CACHE`` if set, else ``~/.cache/genlib``."""
-    return Path(os.environ.get("GENLIB_CACHE") or Path.home() / ".cache" / "genlib")
+PIPELINE = Path(__file__).with_name("sweep.py")  # what runs every experiment (and what it imports)
 
 
 def _jsonable(config: Any) -> Any:
@@ -37,19 +35,18 @@ def _jsonable(config: Any) -> Any:
     raise ValueError(f"config values must be numbers, strings, lists or dicts; got {config!r}")
 
 
-# modules that only present results, so editing them does not invalidate cached runs
-VIEW_ONLY = {"plots.py", "widgets.py", "exercises.py", "bootstrap.py", "prose.py", "claims.py"}
-
-
 @functools.cache
 def source_fingerprint(chapter_file: str | None = None) -> str:
-    """A hash of the source a result depends on: genlib's core modules (not the view-only ones, not
-    the chapters' experiment files) plus the one chapter file that declared the experiment. Changed
-    code is a new key, even unreleased; editing one chapter keeps every other chapter's cache."""
+    """A hash of the source a result depends on: the file that declared the experiment and every
+    genlib module it imports, followed through their imports (:mod:`genlib.running.sources`), plus
+    the pipeline that runs it. Changed code is a new key, even unreleased; editing one chapter keeps
+    every other chapter's cache, and editing the plots keeps them all."""
     h = hashlib.sha256()
-    core = [p for p in sorted(Path(__file__).parent.glob("*.py")) if p.name not in VIEW_ONLY]
-    for path in core + ([Path(chapter_file)] if chapter_file else []):
-        h.update(path.name.encode())
+    roots = [PIPELINE] + ([chapter_file] if chapter_file else [])
+    files = sorted({path for root in roots for path in dependencies(str(root))})
+    for path in files:
+        h.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() if path.is_relative_to(PACKAGE_ROOT)
+                 else path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import torch
 from torch.func import functional_call, jacrev, vmap
 
-from ._validate import check_float, check_int
-from .models import Ensemble
+from ..core._validate import check_float, check_int
+from ..core.models import Ensemble
 
 JACOBIAN_BUDGET = 2**27  # bytes of one block of per-example jacobians (two are held at once)
 
@@ -40,7 +40,7 @@ def empirical_ntk(
     the model's dtype (``model.double()`` for float64); the model is not changed.
     """
     if not isinstance(model, Ensemble):
-        raise ValueError(f"model must be a genlib.models.Ensemble; got {type(model).__name__}")
+        raise ValueError(f"model must be a genlib.core.models.Ensemble; got {type(model).__name__}")
     params = dict(model.named_parameters())
     like = next(iter(params.values()))
     x1 = _check_inputs("x1", model, x1).to(like.device)

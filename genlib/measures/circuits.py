@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ._validate import check_int
-from .data import TaskData
-from .models import Ensemble
-from .train import evaluation_mode
+from ..core._validate import check_int
+from ..core.data import TaskData
+from ..core.models import Ensemble
+from ..core.train import evaluation_mode
 
 SYMMETRICITY_BATCH = 1024  # triples per backward pass of gradient_symmetricity
 
@@ -235,7 +235,7 @@ def _check_logits(logits) -> int:
 def _check_data(data, members: int, p: int) -> torch.Tensor:
     """The (N, 2) token pairs of ``data``, checked against logits of ``members`` members and p tokens."""
     if not isinstance(data, TaskData):
-        raise ValueError(f"data must be a genlib.data.TaskData (modular_arithmetic); got {type(data).__name__}")
+        raise ValueError(f"data must be a genlib.core.data.TaskData (modular_arithmetic); got {type(data).__name__}")
     x = data.x
     if data.per_member_inputs or x.dim() != 2 or x.shape[1] != 2 or x.is_floating_point():
         raise ValueError(f"data must hold token pairs x (N, 2) shared by the members; got x {x.dtype} {tuple(x.shape)}")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_choice, check_int
-from .data import TaskData
-from .models import MLP
-from .train import check_sizes, evaluation_mode
+from ..core._validate import check_choice, check_int
+from ..core.data import TaskData
+from ..core.models import MLP
+from ..core.train import check_sizes, evaluation_mode
 
 PINV_RTOL = 1e-10  # eigenvalues of Sigma_B below this share of its largest count as zero
 
@@ -119,7 +119,7 @@ def nc1_by_layer(model: MLP, data: TaskData, split: str = "train") -> dict[str, 
 def _evaluation_set(model: MLP, data: TaskData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked arguments; the inputs (on the model's device and dtype) and labels of one evaluation set."""
     if not isinstance(model, MLP):
-        raise ValueError(f"model must be a genlib.models.MLP; got {type(model).__name__}")
+        raise ValueError(f"model must be a genlib.core.models.MLP; got {type(model).__name__}")
     check_sizes(model, data)
     if data.num_classes is None:
         raise ValueError("data must be a classification task (num_classes set); got num_classes=None")

@@ -13,8 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from ._validate import check_choice
-from .scale import SCALES, current_scale
+from ..core._validate import check_choice
+from ..running.scale import SCALES, current_scale
 
 FULL_RUNS = Path(__file__).parent / "full_runs.json"
 

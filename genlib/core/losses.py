@@ -28,20 +28,33 @@ def stablemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return s / s.sum(dim=dim, keepdim=True)
 
 
+def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if not targets.is_floating_point():  # class ids are compared with one-hot vectors (Omnigrok's setting)
+        targets = F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
+    elif targets.dim() == outputs.dim() - 1:
+        targets = targets.unsqueeze(-1)
+    return (outputs - targets).pow(2).mean(-1)
+
+
+def _cross_entropy(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    logp = F.log_softmax(outputs, dim=-1)
+    return -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).to(outputs.dtype)
+
+
+def _stablemax_cross_entropy(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    logp = torch.log(stablemax(outputs.double(), dim=-1))  # in float64, as Prieto et al. do
+    return -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).to(outputs.dtype)
+
+
+_PER_EXAMPLE = {"cross_entropy": _cross_entropy, "stablemax": _stablemax_cross_entropy, "mse": _mse}
+
+
 def per_example_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    """(S, B) losses. StableMax is evaluated in float64, as Prieto et al. do."""
-    check_choice("loss", loss, LOSSES)
-    if loss == "mse":  # class ids are compared with one-hot vectors (Omnigrok's setting)
-        if not targets.is_floating_point():
-            targets = F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
-        elif targets.dim() == outputs.dim() - 1:
-            targets = targets.unsqueeze(-1)
-        return (outputs - targets).pow(2).mean(-1)
-    if loss == "cross_entropy":
-        logp = F.log_softmax(outputs, dim=-1)
-    else:
-        logp = torch.log(stablemax(outputs.double(), dim=-1))
-    return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).to(outputs.dtype)
+    """(S, B) losses; ``loss`` is one of :data:`LOSSES`."""
+    function = _PER_EXAMPLE.get(loss)
+    if function is None:
+        check_choice("loss", loss, LOSSES)
+    return function(outputs, targets)
 
 
 def smoothed_cross_entropy(outputs: torch.Tensor, labels: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
@@ -59,7 +72,7 @@ def soft_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Te
 
 
 class EarlyLearningRegularization:
-    """ELR (Liu et al. 2020), a :class:`genlib.train.Penalty` for training with noisy labels.
+    """ELR (Liu et al. 2020), a :class:`genlib.core.train.Penalty` for training with noisy labels.
 
     Each training example i keeps a running average t_i (momentum ``beta``) of the network's own
     softmax predictions for it; the loss gains ``lam * mean_i log(1 - <t_i, p_i>)``, which pulls

@@ -20,14 +20,14 @@ import torch
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from ._validate import check_choice, check_float, check_int, per_member
+from ._validate import check_choice, check_float, check_int
 from .data import TaskData
+from .environment import show_progress
 from .history import History
 from .losses import LOSSES, per_example_loss, smoothed_cross_entropy, soft_cross_entropy
 from .metrics import accuracy, parameter_norm, softmax_collapse
 from .models import Ensemble
-from .optim import EnsembleOptimizer, broadcast_per_member
-from .scale import show_progress
+from .optim import OPTIMIZERS, EnsembleOptimizer, broadcast_per_member
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -71,7 +71,7 @@ class TrainConfig:
             values = getattr(self, name)
             for v in values if isinstance(values, (list, tuple)) else [values]:
                 check_float(name, v, low=0.0, low_open=name == "lr")
-        check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("loss", self.loss, LOSSES)
         smoothing = self.label_smoothing
         for v in smoothing if isinstance(smoothing, (list, tuple)) else [smoothing]:
@@ -94,13 +94,20 @@ class TrainConfig:
             check_int("member_block", self.member_block, low=1)
 
     def per_member(self, members: int) -> tuple[list[float], list[float]]:
-        """(learning rates, weight decays), one per member."""
-        return (per_member("lr", self.lr, members, low=0.0, low_open=True),
-                per_member("weight_decay", self.weight_decay, members, low=0.0))
+        """(learning rates, weight decays), one per member (their values were checked when built)."""
+        return _broadcast("lr", self.lr, members), _broadcast("weight_decay", self.weight_decay, members)
 
     def smoothing_per_member(self, members: int) -> list[float]:
         """Label smoothing, one value per member."""
-        return per_member("label_smoothing", self.label_smoothing, members, low=0.0, high=1.0, high_open=True)
+        return _broadcast("label_smoothing", self.label_smoothing, members)
+
+
+def _broadcast(name: str, value: float | Sequence[float], members: int) -> list[float]:
+    """One number per member: a number repeated, or a sequence of exactly ``members`` numbers."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * members
+    if len(values) != members:
+        raise ValueError(f"{name} must be a number or a sequence of {members} numbers (one per member); got {value!r}")
+    return [float(v) for v in values]
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -266,8 +273,10 @@ def check_sizes(model: Ensemble, data: TaskData) -> None:
 class _Recorder:
     """Evaluates the model on the schedule and keeps every value, one (S,) array per metric."""
 
-    def __init__(self, model: Ensemble, data: TaskData, loss: str, extra_metrics: dict, bar):
+    def __init__(self, model: Ensemble, data: TaskData, loss: str, extra_metrics: dict, bar,
+                 observe: Callable[[Ensemble], None] | None = None):
         self.model, self.data, self.loss, self.extra, self.bar = model, data, loss, extra_metrics, bar
+        self.observe = observe
         self.steps: list[int] = []
         self.records: dict[str, list[np.ndarray]] = {}
 
@@ -275,7 +284,13 @@ class _Recorder:
         values = evaluate(self.model, self.data, self.loss)
         for name, fn in self.extra.items():
             value = fn(self.model)  # (S,), or {key: (S,)} recorded as "name/key" (one pass, several measures)
-            values.update({f"{name}/{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
+            measured = {f"{name}/{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value}
+            clash = sorted(set(measured) & set(values))
+            if clash:
+                raise ValueError(f"extra_metrics must not replace a measure recorded already; got {clash}")
+            values.update(measured)
+        if self.observe is not None:
+            self.observe(self.model)
         for name, v in values.items():
             self.records.setdefault(name, []).append(v.detach().float().cpu().numpy())
         self.steps.append(step)
@@ -294,6 +309,7 @@ def train(
     members: list[dict] | None = None,
     extra_metrics: dict[str, Callable[[Ensemble], torch.Tensor]] | None = None,
     penalty: Penalty | None = None,
+    observe: Callable[[Ensemble], None] | None = None,
 ) -> History:
     """Train every member of ``model`` on its own split of ``data``; return the History.
 
@@ -303,7 +319,7 @@ def train(
     """
     config = config or TrainConfig()
     if not isinstance(model, Ensemble):
-        raise ValueError(f"model must be a genlib.models.Ensemble; got {type(model).__name__}")
+        raise ValueError(f"model must be a genlib.core.models.Ensemble; got {type(model).__name__}")
     check_sizes(model, data)
     if members is not None and len(members) != model.members:
         raise ValueError(f"members must give one label dict per model member ({model.members}); got {len(members)}")
@@ -328,7 +344,7 @@ def train(
     block = member_block(model, config.batch_size or data.train_idx.shape[1], device, config.member_block)
     bar = tqdm(total=config.steps, disable=not show_progress(config.progress), desc="training", unit="step",
                leave=False)
-    record = _Recorder(model, data, config.loss, extra_metrics or {}, bar)
+    record = _Recorder(model, data, config.loss, extra_metrics or {}, bar, observe)
     started = time.perf_counter()
     smooth = torch.tensor(smoothing, device=device, dtype=dtype) if any(smoothing) else None
     _loop(model, data, config, optimizer, block, penalty, record, smooth)

@@ -14,6 +14,19 @@ import torch
 from torch import nn
 
 from ._validate import check_choice, check_float, check_int, check_seeds, per_member
+from .layers import (
+    READOUTS,
+    BufferList,
+    Centered,
+    Chain,
+    EnsembleBatchNorm,
+    HiddenLayer,
+    LinearReadout,
+    MeanReadout,
+    SignedReadout,
+    WeightMasks,
+    member_unit_masks,
+)
 
 ACTIVATIONS = {
     "relu": torch.relu,
@@ -28,26 +41,11 @@ ACTIVATIONS = {
 }
 
 
-class BufferList(nn.Module):
-    """Tensors kept with a module (they follow ``.to()`` and member blocks) but never trained."""
-
-    def __init__(self, tensors):
-        super().__init__()
-        for i, t in enumerate(tensors):
-            self.register_buffer(str(i), t)
-
-    def __iter__(self):
-        return iter(self._buffers.values())
-
-    def __len__(self) -> int:
-        return len(self._buffers)
-
-
 class Ensemble(nn.Module):
     """Base class: member seeds, a per-member output scale alpha, and seeded parameter creation.
 
     Subclasses set ``out_dim`` and either ``in_dim`` (feature vectors) or ``vocab`` (token ids),
-    which :func:`genlib.train.train` checks against the data.
+    which :func:`genlib.core.train.train` checks against the data.
     """
 
     in_dim: int | None = None
@@ -242,32 +240,6 @@ class Transformer(Ensemble):
         return self.embed[:, : self.p]
 
 
-class EnsembleBatchNorm(nn.Module):
-    """Batch normalization (Ioffe and Szegedy 2015) of (S, B, H) units, per member and unit over the
-    member's batch, with a learned scale and shift per member; evaluation mode uses running averages
-    of the batch statistics (momentum 0.1, as torch's BatchNorm1d). End-of-training chapter: the
-    networks in which Papyan et al. 2020 saw neural collapse all have it."""
-
-    def __init__(self, members: int, width: int, momentum: float = 0.1, eps: float = 1e-5):
-        super().__init__()
-        self.momentum, self.eps = momentum, eps
-        self.weight = nn.Parameter(torch.ones(members, 1, width))
-        self.bias = nn.Parameter(torch.zeros(members, 1, width))
-        self.register_buffer("running_mean", torch.zeros(members, 1, width))
-        self.register_buffer("running_var", torch.ones(members, 1, width))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            mean, var = z.mean(1, keepdim=True), z.var(1, keepdim=True, unbiased=False)
-            with torch.no_grad():  # in place: member blocks pass views of these buffers
-                unbiased = var * (z.shape[1] / max(z.shape[1] - 1, 1))
-                self.running_mean.lerp_(mean.to(self.running_mean), self.momentum)
-                self.running_var.lerp_(unbiased.to(self.running_var), self.momentum)
-        else:
-            mean, var = self.running_mean.to(z), self.running_var.to(z)
-        return (z - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
-
-
 class MLP(Ensemble):
     """A fully connected network on feature vectors: (S, B, in_dim) -> (S, B, out_dim).
 
@@ -288,6 +260,11 @@ class MLP(Ensemble):
     (:class:`EnsembleBatchNorm`); not with ``centered`` or a fixed readout.
     :meth:`set_weight_masks` prunes weights (end-of-training chapter): each weight matrix is
     multiplied by a fixed per-member 0/1 mask in the forward pass, so pruned weights get no gradient.
+
+    The network is composed of the parts in :mod:`genlib.core.layers`, built from this module's
+    tensors on every forward pass: a :class:`~genlib.core.layers.HiddenLayer` per hidden layer, a
+    readout head (:data:`~genlib.core.layers.READOUTS`), the :class:`~genlib.core.layers.WeightMasks`,
+    and :class:`~genlib.core.layers.Centered` for ``centered=True``.
     """
 
     def __init__(
@@ -311,81 +288,57 @@ class MLP(Ensemble):
         check_int("in_dim", in_dim, low=1)
         check_int("out_dim", out_dim, low=1)
         check_choice("activation", activation, ACTIVATIONS)
-        check_choice("readout", readout, ("linear", "mean", "signed"))
+        check_choice("readout", readout, READOUTS)
         check_float("bias_init", bias_init, low=0.0)
-        fixed_readout = {"mean": 1, "signed": 2}
-        if readout in fixed_readout and out_dim != fixed_readout[readout]:
-            raise ValueError(f"out_dim must be {fixed_readout[readout]} with readout={readout!r}; got {out_dim!r}")
-        if readout in fixed_readout and not hidden:
+        fixed_out_dim = READOUTS[readout].out_dim
+        if fixed_out_dim is not None and out_dim != fixed_out_dim:
+            raise ValueError(f"out_dim must be {fixed_out_dim} with readout={readout!r}; got {out_dim!r}")
+        if fixed_out_dim is not None and not hidden:
             raise ValueError(f"hidden must hold at least one width with readout={readout!r}; got ()")
         if batch_norm and (centered or readout != "linear"):
             raise ValueError(f"batch_norm must be False with centered=True or readout={readout!r}; got True")
         self.activation, self.readout, self.bias = ACTIVATIONS[activation], readout, bias
         self.in_dim, self.out_dim = in_dim, out_dim
+        # The tensors live here, under these names and in this order (state dicts, functional_call
+        # and member blocks rely on both); the parts are built from them on every forward pass.
         rates = per_member("dropout", dropout, self.members, low=0.0, high=1.0, high_open=True)
         self.register_buffer("dropout_rate", torch.tensor(rates).view(-1, 1, 1))
         self.use_dropout = any(r > 0 for r in rates)
         if readout == "signed":
-            m = hidden[-1]
-            signs = torch.tensor([1.0 if j % 2 == 0 else -1.0 for j in range(m)])
-            self.register_buffer("readout_signs", (signs / math.sqrt(m)).expand(self.members, m).clone())
+            self.register_buffer("readout_signs", SignedReadout.alternating(self.members, hidden[-1]))
         widths = [in_dim, *hidden] + ([out_dim] if readout == "linear" else [])
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, out in zip(widths[:-1], widths[1:]):
+        for fan_in, out in zip(widths[:-1], widths[1:]):  # _param's order fixes every member's draws
             check_int("hidden", out, low=1)
-            std = init_scale / math.sqrt(fan_in)
-            self.weights.append(self._param(fan_in, out, std=std))
+            self.weights.append(self._param(fan_in, out, std=init_scale / math.sqrt(fan_in)))
             if bias:
                 self.biases.append(self._param(1, out, std=bias_init))
         self.masked = member_widths is not None
         if self.masked:
-            self._mask_hidden_units(list(member_widths), list(hidden), init_scale)
-        self.weight_masks = BufferList([])  # none: every weight is used (see set_weight_masks)
+            unit_mask, fan_in_scale = member_unit_masks(member_widths, hidden, self.members)
+            self.register_buffer("unit_mask", unit_mask)
+            with torch.no_grad():  # fan-in of the later layers is the member's own width
+                for w in list(self.weights)[1:]:
+                    w.mul_(fan_in_scale)
+        self.weight_masks = WeightMasks([])  # none: every weight is used (see set_weight_masks)
         self.norms = nn.ModuleList(EnsembleBatchNorm(self.members, width) for width in hidden) if batch_norm else None
         self.centered = centered
         if centered:  # frozen copies of the initial network
             self.initial_weights = BufferList(w.detach().clone() for w in self.weights)
             self.initial_biases = BufferList(b.detach().clone() for b in self.biases)
 
-    def _mask_hidden_units(self, member_widths: list[int], hidden: list[int], init_scale: float) -> None:
-        if len(member_widths) != self.members:
-            raise ValueError(f"member_widths must give one width per member ({self.members}); got {member_widths}")
-        if not hidden or len(set(hidden)) != 1:
-            raise ValueError(f"hidden must list layers of one width with member_widths; got {hidden}")
-        for w in member_widths:
-            check_int("member_widths", w, low=1, high=hidden[0])
-        widths = torch.tensor(member_widths)
-        self.register_buffer("unit_mask", (torch.arange(hidden[0]) < widths[:, None]).float()[:, None, :])
-        with torch.no_grad():  # fan-in of the later layers is the member's own width
-            for w in list(self.weights)[1:]:
-                w.mul_(math.sqrt(hidden[0]) / widths.float().sqrt()[:, None, None])
-
     def set_weight_masks(self, masks: Sequence[torch.Tensor] | None) -> None:
         """Prune: keep weight matrix i only where ``masks[i]`` (S, fan_in, out) is 1; None removes the masks.
 
         Masks cover every weight matrix (not the biases), are kept as buffers (they follow ``.to()``
-        and :func:`genlib.train.ensemble_backward`'s member blocks) and multiply the weights in the
+        and :func:`genlib.core.train.ensemble_backward`'s member blocks) and multiply the weights in the
         forward pass, so a pruned weight gets zero gradient; the pruned weights are also set to 0
         here, so that they stay 0 through training (any optimizer, weight decay included). With
         ``centered=True`` the frozen initial network is masked too. End-of-training chapter.
         """
-        if masks is None:
-            self.weight_masks = BufferList([])
-            return
-        masks = list(masks)
-        shapes = [tuple(w.shape) for w in self.weights]
-        given = [tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__ for m in masks]
-        if given != shapes:
-            raise ValueError(f"masks must be one tensor per weight matrix, shaped like the weights {shapes}; "
-                             f"got {given}")
-        for m in masks:
-            if not ((m == 0) | (m == 1)).all():
-                raise ValueError(f"masks must hold only 0 and 1; got values {torch.unique(m)[:5].tolist()}...")
-        self.weight_masks = BufferList(m.detach().to(w).clone() for m, w in zip(masks, self.weights))
-        with torch.no_grad():
-            for w, m in zip(self.weights, self.weight_masks):
-                w.mul_(m)
+        self.weight_masks = WeightMasks([]) if masks is None else WeightMasks.for_weights(masks, self.weights)
+        self.weight_masks.prune(self.weights)
 
     def features(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
         """(S, B, width) the units of hidden layer ``layer`` (by default the last: the penultimate
@@ -401,52 +354,36 @@ class MLP(Ensemble):
         if hidden < 1:
             raise ValueError("hidden must hold at least one width for penultimate features; got ()")
         check_int("layer", layer, low=-hidden, high=hidden - 1)
-        return self._hidden(x, self._layers(self.weights, self.biases)[: layer % hidden + 1])
+        layers, _ = self._parts(self.weights, self.biases)
+        return Chain(*layers[: layer % hidden + 1])(x)
 
     def readout_layer(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(w (S, width, C) with its mask applied, b (S, 1, C) or None): the last layer, as it acts on
         :meth:`features`. End-of-training chapter (self-duality of the classifier and class means)."""
         if self.readout != "linear":
             raise ValueError(f"readout must be 'linear' for a readout layer; got {self.readout!r}")
-        return self._layers(self.weights, self.biases)[-1]
+        _, head = self._parts(self.weights, self.biases)
+        return head.weight, head.bias
 
-    def _layers(self, weights, biases) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """(weight with its mask applied, bias or None) of every layer."""
-        masks = list(self.weight_masks)
-        return [(w * masks[i] if masks else w, biases[i] if self.bias else None) for i, w in enumerate(weights)]
-
-    @staticmethod
-    def _affine(h: torch.Tensor, layer: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
-        w, b = layer  # h (S, B, fan_in), w (S, fan_in, out), b (S, 1, out)
-        return torch.bmm(h, w) if b is None else torch.baddbmm(b, h, w)
-
-    def _hidden(self, x: torch.Tensor, layers) -> torch.Tensor:
-        """The units after ``layers``, each an affine map, the activation, unit masks and dropout."""
-        h = x  # (S, B, in_dim)
-        for i, layer in enumerate(layers):
-            z = self._affine(h, layer)
-            h = self.activation(self.norms[i](z) if self.norms is not None else z)
-            if self.masked:
-                h = h * self.unit_mask
-            if self.use_dropout and self.training:
-                keep = 1 - self.dropout_rate.to(h.dtype)
-                h = h * (torch.rand_like(h) < keep) / keep
-        return h
-
-    def _network(self, x: torch.Tensor, weights, biases) -> torch.Tensor:
-        layers = self._layers(weights, biases)
+    def _parts(self, weights, biases) -> tuple[list[HiddenLayer], LinearReadout | MeanReadout | SignedReadout]:
+        """The hidden layers and the readout head of the network with these weights and biases (the
+        trained ones or the frozen initial ones), with the weight masks, unit masks, batch norms and
+        (in training mode) dropout as they are now."""
+        weights = self.weight_masks.apply(weights)
+        biases = list(biases) if self.bias else [None] * len(weights)
+        hidden = len(weights) - (self.readout == "linear")
+        norms = list(self.norms) if self.norms is not None else [None] * hidden
+        unit_mask = self.unit_mask if self.masked else None
+        rate = self.dropout_rate if self.use_dropout and self.training else None
+        layers = [HiddenLayer(weights[i], biases[i], self.activation, norms[i], unit_mask, rate) for i in range(hidden)]
         if self.readout == "linear":
-            return self._affine(self._hidden(x, layers[:-1]), layers[-1])
-        h = self._hidden(x, layers)
-        if self.readout == "mean":
-            return h.mean(-1, keepdim=True)
-        f = (h * self.readout_signs[:, None, :].to(h.dtype)).sum(-1, keepdim=True)  # readout "signed"
-        return torch.cat([torch.zeros_like(f), f], dim=-1)
+            return layers, LinearReadout(weights[-1], biases[-1])
+        return layers, MeanReadout() if self.readout == "mean" else SignedReadout(self.readout_signs)
 
     def raw_output(self, x: torch.Tensor) -> torch.Tensor:
-        out = self._network(x, self.weights, self.biases)
+        layers, head = self._parts(self.weights, self.biases)
+        network = Chain(*layers, head)
         if self.centered:
-            with torch.no_grad():
-                start = self._network(x, list(self.initial_weights), list(self.initial_biases))
-            out = out - start
-        return out
+            initial_layers, initial_head = self._parts(self.initial_weights, self.initial_biases)
+            network = Centered(network, Chain(*initial_layers, initial_head))
+        return network(x)

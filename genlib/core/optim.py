@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import torch
 
+from ._validate import check_choice
+
+OPTIMIZERS = ("adamw", "sgd")
+
 
 def broadcast_per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(S,) -> (S, 1, ..., 1) to broadcast against a parameter of shape (S, ...)."""
@@ -36,7 +40,7 @@ class EnsembleOptimizer:
         momentum: float = 0.0,
         perpendicular: bool = False,
     ):
-        self.params, self.kind = params, kind
+        self.params, self.kind = params, check_choice("optimizer", kind, OPTIMIZERS)
         self.lr, self.weight_decay = lr, weight_decay
         self.betas, self.eps, self.momentum = betas, eps, momentum
         self.perpendicular = perpendicular

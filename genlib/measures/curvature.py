@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.func import functional_call
 
-from ._validate import check_choice, check_int
-from .data import TaskData
-from .losses import LOSSES, per_example_loss
-from .models import Ensemble
-from .optim import EnsembleOptimizer, broadcast_per_member
-from .train import check_sizes, evaluation_mode
+from ..core._validate import check_choice, check_int
+from ..core.data import TaskData
+from ..core.losses import LOSSES, per_example_loss
+from ..core.models import Ensemble
+from ..core.optim import EnsembleOptimizer, broadcast_per_member
+from ..core.train import check_sizes, evaluation_mode
 
 Vectors = list[torch.Tensor]  # one tensor per parameter, each (S, ...) like the parameter
 

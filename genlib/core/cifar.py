@@ -21,9 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ._validate import check_int, check_seeds
-from .cache import cache_dir
 from .data import TaskData
-from .scale import show_progress
+from .environment import cache_dir, show_progress
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import torch
 
-from .curvature import dense_hessian, member_loss_function, top_eigenvalue
-from .data import TaskData
-from .losses import stablemax
-from .metrics import spectral_centroid
-from .models import MLP
-from .optim import perpendicular_gradient
-from .regression import SpectralSolver
+from ..core.data import TaskData
+from ..core.losses import stablemax
+from ..core.metrics import spectral_centroid
+from ..core.models import MLP
+from ..core.optim import perpendicular_gradient
+from ..measures.curvature import dense_hessian, member_loss_function, top_eigenvalue
+from ..measures.regression import SpectralSolver
 
 
 def _report(name: str, expected: torch.Tensor, got, example: torch.Tensor, atol: float) -> bool:
@@ -119,7 +119,7 @@ def check_sharpness(candidate: Callable[[Callable[[torch.Tensor], torch.Tensor],
                     seed: int = 0) -> bool:
     """Sharpness chapter, exercise 1: the top Hessian eigenvalue of ``loss_of`` at the point ``w``
     (P,), by power iteration on Hessian-vector products. Checked on five small tanh networks (squared
-    error on random data) against genlib's :func:`~genlib.curvature.top_eigenvalue`, to 1%."""
+    error on random data) against genlib's :func:`~genlib.measures.curvature.top_eigenvalue`, to 1%."""
     g = torch.Generator().manual_seed(seed)
     seeds = list(range(seed * 5, seed * 5 + 5))
     x, labels = torch.randn(5, 40, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (5, 40), generator=g)
@@ -155,9 +155,9 @@ def _column(values):
 
 def check_nc1(candidate: Callable[[torch.Tensor, torch.Tensor, int], float], seed: int = 0) -> bool:
     """End-of-training chapter, exercise: NC1 = Tr(Sigma_W Sigma_B^+) / K of features (N, d) with class ids
-    (N,) and K classes (no member axis). Checked against :func:`genlib.collapse.within_class_variation`
+    (N,) and K classes (no member axis). Checked against :func:`genlib.measures.collapse.within_class_variation`
     to 1e-6 relative on random features (fewer and more dimensions than classes) and nearly collapsed ones."""
-    from .collapse import within_class_variation  # imported here: the chapters' other checkers do not need it
+    from ..measures.collapse import within_class_variation  # imported here: the chapters' other checkers do not need it
 
     g = torch.Generator().manual_seed(seed)
     cases = []
@@ -189,10 +189,10 @@ def check_nc1(candidate: Callable[[torch.Tensor, torch.Tensor, int], float], see
 def check_ntk_entry(candidate: Callable[..., object], seed: int = 0) -> bool:
     """Lazy-and-rich chapter, exercise: one entry of the empirical NTK, <df(x1)/dw, df(x2)/dw>, for
     a single network f(params, x) -> scalar (params a tuple of tensors, no member axis; x one input
-    (3,)). Checked on two small random networks against :func:`genlib.ntk.empirical_ntk`, to 1e-8."""
+    (3,)). Checked on two small random networks against :func:`genlib.measures.ntk.empirical_ntk`, to 1e-8."""
     from torch.func import functional_call
 
-    from .ntk import empirical_ntk
+    from ..measures.ntk import empirical_ntk
 
     g = torch.Generator().manual_seed(seed)
     models = [MLP(3, (6,), 1, [seed], activation="tanh").double(),

@@ -6,7 +6,7 @@ at a local clone). genlib's requirements are met by what Colab ships (torch, num
 ipywidgets 7, scikit-learn, tqdm), so pip installs genlib alone. Elsewhere, and once genlib is
 installed, it does nothing.
 """
-from . import __version__
+from .. import __version__
 
 REPOSITORY = "https://github.com/genlib-book/generalization-book"  # must equal _config.yml's
 

@@ -73,6 +73,29 @@ class History:
         first = np.where(hit.any(0), hit.argmax(0), -1)
         return np.where(first >= 0, self.axis[np.maximum(first, 0)], np.nan).astype(float)
 
+    def zero_error_step(self) -> np.ndarray:
+        """(S,) first step at which a member classifies its whole training set; NaN where never."""
+        return self.first_step("train_acc", 1.0)
+
+    def at(self, name: str, steps) -> np.ndarray:
+        """(S,) each member's value of a metric at its own axis value ``steps[s]`` (one per member,
+        each an axis value at which the metric was recorded); NaN where a step is NaN."""
+        steps = np.asarray(steps, dtype=float)
+        if steps.shape != (len(self.members),):
+            raise ValueError(f"steps must hold one axis value per member ({len(self.members)}); "
+                             f"got shape {steps.shape}")
+        values = self[name]
+        precision = np.result_type(values.dtype, np.float16)  # the metric's own (float32 stays float32)
+        out = np.full(len(self.members), np.nan, dtype=precision)
+        for s, t in enumerate(steps):
+            if np.isnan(t):
+                continue
+            where = np.flatnonzero(self.axis == t)
+            if not len(where):
+                raise ValueError(f"steps must be axis values of this History; got {t:g} for member {s}")
+            out[s] = values[where[0], s]
+        return out
+
     def labels(self, name: str) -> list:
         """Every member's value of one label, in member order."""
         return [m.get(name) for m in self.members]

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ._validate import check_float, check_int
+from ..core._validate import check_float, check_int
 
 RELATIVE_CUTOFF = 1e-10  # singular values below this share of the largest count as zero
 
@@ -27,7 +27,7 @@ RELATIVE_CUTOFF = 1e-10  # singular values below this share of the largest count
 def relu_features(x: torch.Tensor, n_features: int, seed: int) -> torch.Tensor:
     """Random ReLU features relu(x W) / sqrt(N), W ~ N(0, 2/d) (He scale), drawn from ``seed``.
 
-    Inputs with |x|^2 = d (as :func:`genlib.data.digits` gives) then have feature vectors of
+    Inputs with |x|^2 = d (as :func:`genlib.core.data.digits` gives) then have feature vectors of
     squared norm about 1, so ridge values mean the same thing at every width.
     """
     check_int("n_features", n_features, low=1)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import TaskData
-from .losses import per_example_loss
-from .models import Ensemble
-from .train import DTYPES, TrainConfig
+from ..core.data import TaskData
+from ..core.losses import per_example_loss
+from ..core.models import Ensemble
+from ..core.train import DTYPES, TrainConfig
+from .experiment import TrainedExperiment
+from .sweep import sweep
 
 GiB = 2**30
 
@@ -73,3 +75,19 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+def build_at_full_scale(cls: type, directory=None, requirement_steps: int = 2):
+    """(setup, data, model, config) of a trained experiment at full scale, without training it.
+    Its requirements (teachers, scores) are run first, each for ``requirement_steps`` steps only
+    (cached in ``directory``): enough for ``build`` to read them, not a full-scale run."""
+    if not issubclass(cls, TrainedExperiment):
+        raise ValueError(f"cls must be a TrainedExperiment (closed-form ones are not trained); got {cls.__name__}")
+    setup = cls.at_scale("full")
+    inputs = {}
+    if setup.requires():
+        setup = dataclasses.replace(setup, steps=requirement_steps)
+        required = setup.requires()
+        inputs = dict(zip(required, sweep(list(required.values()), directory=directory, progress=False)))
+    data, model, config = setup.build(**inputs)
+    return setup, data, model, config

@@ -73,6 +73,34 @@ def expected_calibration_error(outputs: torch.Tensor, labels: torch.Tensor, bins
     return gap.abs().sum(1) / which.shape[1]
 
 
+def reliability_curve(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 10,
+                      min_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(mean confidence (B,), accuracy (B,)) in the bins of a reliability diagram, members pooled.
+
+    probabilities (S, N, C) (e.g. a softmax), labels (S, N). Confidence is an example's largest
+    probability, correct when that class is the label (the first of equal ones); the bins are
+    [b/bins, (b+1)/bins), the last one closed at 1, and only those holding ``min_count`` examples
+    or more are returned, in order. Computed in the probabilities' precision. End-of-training chapter."""
+    if not isinstance(probabilities, torch.Tensor) or probabilities.dim() != 3 or not probabilities.is_floating_point():
+        shape = tuple(probabilities.shape) if isinstance(probabilities, torch.Tensor) else type(probabilities).__name__
+        raise ValueError(f"probabilities must be a floating-point tensor (S, N, C); got {shape}")
+    if not isinstance(labels, torch.Tensor) or labels.shape != probabilities.shape[:2] or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be class ids shaped like probabilities' (S, N) = "
+                         f"{tuple(probabilities.shape[:2])}; got {shape}")
+    if ((probabilities < 0) | (probabilities > 1)).any():
+        raise ValueError("probabilities must lie in [0, 1]; got values outside")
+    check_int("bins", bins, low=1)
+    check_int("min_count", min_count, low=1)
+    p = probabilities.detach().cpu()
+    confidence = p.max(-1).values.flatten().numpy()
+    correct = (p.argmax(-1) == labels.cpu()).flatten().numpy()
+    which = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)) - 1, 0, bins - 1)
+    filled = [b for b in range(bins) if np.sum(which == b) >= min_count]
+    return (np.array([confidence[which == b].mean() for b in filled]),
+            np.array([correct[which == b].mean() for b in filled]))
+
+
 def risk_coverage(outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(coverage (N,), risk (S, N)): the error rate of each member's k most confident examples
     (largest softmax probability; ties in example order) at coverage k / N, k = 1..N: selective

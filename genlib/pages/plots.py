@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import ticker
 
-from .history import History
+from ..core.history import History
 
 LABELS = {
     "train_acc": "train accuracy",

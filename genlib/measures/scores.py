@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, grad, vmap
 
-from ._validate import check_int
-from .data import TaskData
-from .losses import per_example_loss
-from .models import Ensemble
-from .train import check_sizes, evaluation_mode
+from ..core._validate import check_int
+from ..core.data import TaskData
+from ..core.losses import per_example_loss
+from ..core.models import Ensemble
+from ..core.train import check_sizes, evaluation_mode
 
 
 def el2n(model: Ensemble, data: TaskData) -> torch.Tensor:
@@ -58,7 +58,7 @@ def grand(model: Ensemble, data: TaskData, chunk: int | None = 128) -> torch.Ten
 def _training_examples(model: Ensemble, data: TaskData) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked arguments; each member's training inputs (S, n, ...) and labels (S, n) on the model's device."""
     if not isinstance(model, Ensemble):
-        raise ValueError(f"model must be a genlib.models.Ensemble; got {type(model).__name__}")
+        raise ValueError(f"model must be a genlib.core.models.Ensemble; got {type(model).__name__}")
     check_sizes(model, data)
     if data.num_classes is None:
         raise ValueError("data must be a classification task (num_classes set); got num_classes=None")

@@ -1,0 +1,1 @@
+"""What the book's pages use: plots, widgets, glued prose, claims, exercises, the Colab bootstrap."""
