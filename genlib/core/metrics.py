@@ -81,13 +81,7 @@ def reliability_curve(probabilities: torch.Tensor, labels: torch.Tensor, bins: i
     probability, correct when that class is the label (the first of equal ones); the bins are
     [b/bins, (b+1)/bins), the last one closed at 1, and only those holding ``min_count`` examples
     or more are returned, in order. Computed in the probabilities' precision. End-of-training chapter."""
-    if not isinstance(probabilities, torch.Tensor) or probabilities.dim() != 3 or not probabilities.is_floating_point():
-        shape = tuple(probabilities.shape) if isinstance(probabilities, torch.Tensor) else type(probabilities).__name__
-        raise ValueError(f"probabilities must be a floating-point tensor (S, N, C); got {shape}")
-    if not isinstance(labels, torch.Tensor) or labels.shape != probabilities.shape[:2] or labels.is_floating_point():
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"labels must be class ids shaped like probabilities' (S, N) = "
-                         f"{tuple(probabilities.shape[:2])}; got {shape}")
+    _check_predictions("probabilities", "a floating-point tensor", probabilities, labels)
     if ((probabilities < 0) | (probabilities > 1)).any():
         raise ValueError("probabilities must lie in [0, 1]; got values outside")
     check_int("bins", bins, low=1)
@@ -129,13 +123,7 @@ def excess_area_under_risk_coverage(outputs: torch.Tensor, labels: torch.Tensor)
 
 def _confidence(outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked arguments -> (S, N) largest softmax probabilities and 1.0 where their class is the label (float64)."""
-    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 3 or not outputs.is_floating_point():
-        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-        raise ValueError(f"outputs must be floating-point logits (S, N, C); got {shape}")
-    if not isinstance(labels, torch.Tensor) or labels.shape != outputs.shape[:2] or labels.is_floating_point():
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"labels must be class ids shaped like outputs' (S, N) = {tuple(outputs.shape[:2])}; "
-                         f"got {shape}")
+    _check_predictions("outputs", "floating-point logits", outputs, labels)
     device = "cpu" if outputs.device.type == "mps" else outputs.device  # MPS has no float64
     confidence, predicted = torch.softmax(outputs.detach().to(device, torch.float64), dim=-1).max(-1)
     return confidence, (predicted == labels.to(predicted.device)).double()
@@ -149,3 +137,14 @@ def worst_rise(values) -> float:
     if values.ndim != 1 or not len(values) or np.any(values <= 0):
         raise ValueError(f"values must be a non-empty 1-D sequence of positive numbers; got {values!r}")
     return float(np.max(values / np.minimum.accumulate(values)))
+
+
+def _check_predictions(name: str, kind: str, values, labels) -> None:
+    """Raise a ValueError unless ``values`` is (S, N, C) floating point and ``labels`` (S, N) class ids."""
+    if not isinstance(values, torch.Tensor) or values.dim() != 3 or not values.is_floating_point():
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"{name} must be {kind} (S, N, C); got {shape}")
+    if not isinstance(labels, torch.Tensor) or labels.shape != values.shape[:2] or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be class ids shaped like {name}' (S, N) = {tuple(values.shape[:2])}; "
+                         f"got {shape}")
