@@ -46,6 +46,10 @@ def test_cued_digits_probes():
     (conflict, conflict_labels), (digit, _) = member_set(data, "cue_conflict"), member_set(data, "digit_only")
     assert torch.equal((conflict - digit).argmax(1), conflict_labels)
     assert not torch.equal(conflict_labels, member_set(data, "test")[1])
+    same_images, digit_labels = member_set(data, "cue_conflict_digit")
+    assert torch.equal(same_images, conflict), "the same conflict images, labelled by the digit"
+    assert torch.equal(digit_labels, member_set(data, "digit_only")[1])
+    assert not (digit_labels == conflict_labels).any(), "in a conflict the cue never names the digit"
 
 
 def test_cumulant_classes_clone_matches_two_moments():

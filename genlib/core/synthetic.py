@@ -81,8 +81,9 @@ def cued_digits(
     encodes the class, brightened by ``cue_strength``. Cue and digit both predict the label.
 
     Subsets: 'cue_conflict' (test digits carrying the cue of another, random class; labelled by
-    the *cue*), 'cue_only' (the cue on a blank image, labelled by the cue) and 'digit_only' (test
-    digits without any cue, labelled by the digit).
+    the *cue*), 'cue_conflict_digit' (the same images labelled by the *digit*), 'cue_only' (the cue
+    on a blank image, labelled by the cue) and 'digit_only' (test digits without any cue, labelled
+    by the digit).
     """
     check_int("n_train", n_train, low=1, high=1500)
     check_float("cue_strength", cue_strength, 0.0)
@@ -104,6 +105,7 @@ def cued_digits(
             "train": (x[train] + cue(labels[train]), labels[train]),
             "test": (x[test] + cue(labels[test]), labels[test]),
             "cue_conflict": (x[test] + cue(other), other),
+            "cue_conflict_digit": (x[test] + cue(other), labels[test]),
             "cue_only": (cue(labels[test]), labels[test]),
             "digit_only": (x[test], labels[test]),
         }
