@@ -4,6 +4,8 @@ The page is opened from disk with no server, no kernel and no network: every cha
 change its figure when its slider moves, and every page must render its figures and links.
 Screenshots go to _build/screenshots/.
 """
+import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -106,3 +108,56 @@ def test_page_renders_its_figures_and_links(browser, page):
             target = Path(unquote(url.path))
             assert target.exists(), f"{page.name} links to a missing page: {target}"
     browser.save_screenshot(str(SHOTS / f"{page.stem}.png"))
+
+
+BOOK_WIDTH = 1100  # the window the book's figures are drawn for (a 804 px text column)
+STRAY = r"^(\w+ = \S.*|[-+]?[\d.,]+(e[-+]?\d+)?%?|True|False|None|\([-+\d.,e ]+\))$"  # glued name = value, bare values
+
+
+def sections_with_claims(page) -> list[str]:
+    """The titles of the notebook's '## ' sections whose code checks a claim."""
+    cells = json.loads((HTML.parents[1] / "book" / f"{page.stem}.ipynb").read_text())["cells"]
+    found, title = [], None
+    for cell in cells:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            for line in text.splitlines():
+                if line.startswith("## "):
+                    title = re.sub(r"[`*]", "", line[3:]).strip()
+        elif title and "claim(" in text and title not in found:
+            found.append(title)
+    return found
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES, ids=lambda p: p.stem)
+def test_chapter_reads_as_a_book_at_1100_pixels(browser, page):
+    browser.set_window_size(BOOK_WIDTH, 1600)
+    try:
+        browser.get(page.as_uri())
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+        report = browser.execute_script(r"""
+            const column = document.querySelector('.bd-article').getBoundingClientRect();
+            const shown = e => e.offsetParent !== null;
+            const figures = [...document.querySelectorAll('.cell_output img')].filter(shown).filter(img => {
+                const r = img.getBoundingClientRect();
+                return r.right > column.right + 1 || r.width < img.naturalWidth - 1;  // cut off, or shrunk
+            }).map(img => [Math.round(img.getBoundingClientRect().width), img.naturalWidth]);
+            const scrolling = [...document.querySelectorAll('.cell_output')].filter(
+                o => o.scrollWidth > o.clientWidth + 1).length;
+            const outputs = [...document.querySelectorAll('.cell_output > .output')].map(o => o.innerText.trim());
+            const sections = [...document.querySelectorAll('section')].filter(s => s.querySelector(':scope > h2'))
+                .map(s => [s.querySelector(':scope > h2').innerText.replace(/#$/, '').trim(),
+                           s.querySelectorAll('.genlib-claims').length]);
+            const searches = [...document.querySelectorAll('.search-button-field, .search-button')]
+                .filter(shown).length;
+            return {figures, scrolling, outputs, sections, searches};""")
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert not report["figures"], f"{page.stem}: figures cut off or shrunk (shown px, drawn px): {report['figures']}"
+    assert not report["scrolling"], f"{page.stem}: {report['scrolling']} outputs scroll sideways"
+    stray = [text for text in report["outputs"] if re.match(STRAY, text)]
+    assert not stray, f"{page.stem}: output boxes holding only a glued value or a bare number: {stray[:5]}"
+    listed = {title for title, lists in report["sections"] if lists}
+    missing = [title for title in sections_with_claims(page) if not any(t.startswith(title) for t in listed)]
+    assert not missing, f"{page.stem}: sections that check claims but list none: {missing}"
+    assert report["searches"] == 1, f"{page.stem}: {report['searches']} search boxes on show"

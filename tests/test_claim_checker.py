@@ -12,15 +12,17 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "book").glob("*.ipynb"
 
 def test_quick_scale_asserts():
     claim = Claims("grokking", scale="quick")
-    assert claim(True, "holds") is True
+    assert claim(True, "holds") is None  # nothing for a notebook cell to print
     with pytest.raises(AssertionError, match="the delay is 10x"):
         claim(False, "the delay is 10x")
+    assert claim.outcomes == [("holds", True), ("the delay is 10x", False)]
 
 
 def test_unrecorded_full_scale_reports_and_goes_on(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(claims, "FULL_RUNS", tmp_path / "none.json")
     claim = Claims("grokking", scale="full")
-    assert claim(False, "the delay is 10x") is False  # no exception
+    claim(False, "the delay is 10x")  # no exception
+    assert claim.outcomes == [("the delay is 10x", False)]
     assert "not yet verified at full scale" in capsys.readouterr().out
     assert "not been verified" in claim.status()
 
@@ -72,3 +74,47 @@ def test_timing_page_lists_every_chapter_as_the_record_says():
             assert "not yet run" in row, f"{notebook.stem}: no full run is recorded, the page must say so"
         else:
             assert run["date"] in row and run["hardware"] in row, f"{notebook.stem}: the page and the record differ"
+
+
+def test_each_listing_holds_the_claims_and_numbers_since_the_last_one():
+    from genlib.pages.prose import glue, glued_since_last_taken
+
+    glued_since_last_taken()  # start clean
+    claim = Claims("grokking", scale="quick")
+    claim(True, "the delay is >= 10x")
+    claim(True, "every seed fits")
+    claim(True, "every seed fits")
+    glue("delay", 26.4, ".0f")
+    listing = claim.new_listing()
+    assert listing.numbers == [("delay", "26")] and len(listing.claims) == 3
+    assert listing.grouped() == [("the delay is >= 10x", True), ("every seed fits (2 checks)", True)]
+    assert claim.new_listing() is None, "a listing shows each claim once"
+    assert "3 of 3 claims held" in repr(listing) and "delay = 26" in repr(listing)
+
+
+def test_a_listing_marks_what_failed_and_escapes_html(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "FULL_RUNS", tmp_path / "none.json")
+    claim = Claims("grokking", scale="full")  # unverified: reported, not asserted
+    claim(False, "loss < 1e-3 & <b>bold</b>")
+    claim(True, "accuracy >= 95%")
+    page = claim.new_listing()._repr_html_()
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>" not in page
+    assert '<li class="failed">✗' in page and '<li class="held">✓' in page
+    assert "1 of 2 claims held" in page and "not asserted" in page
+
+
+def test_a_listing_shows_under_the_cell_in_ipython():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shown = []
+    shell.display_pub.publish = lambda data, **kw: shown.append(data)
+    shell.run_cell('from genlib.pages.claims import Claims\nclaim = Claims("grokking", scale="quick")')
+    shell.run_cell('claim(1 + 1 == 2, "arithmetic holds")')
+    shell.run_cell("x = 1")  # nothing new: nothing shown
+    shell.run_cell('from genlib.pages.claims import Claims\nclaim = Claims("grokking", scale="quick")')  # re-run
+    shell.run_cell('claim(True, "once")')
+    listings = [d["text/plain"] for d in shown if "claims held" in d.get("text/plain", "")]
+    assert listings == ["1 of 1 claims held on this run (quick scale, asserted)\n  ✓ arithmetic holds",
+                        "1 of 1 claims held on this run (quick scale, asserted)\n  ✓ once"]
+    InteractiveShell.clear_instance()

@@ -179,14 +179,16 @@ def test_an_extra_metric_cannot_replace_a_built_in_one():
         run_experiment(Clashing())
 
 
-def test_glue_prints_the_number_and_returns_a_plain_value(capsys, monkeypatch):
+def test_glue_keeps_the_number_for_the_claims_list_and_returns_a_plain_value(capsys, monkeypatch):
     import sys
 
-    from genlib.pages.prose import glue
+    from genlib.pages.prose import glue, glued_since_last_taken
 
-    monkeypatch.setitem(sys.modules, "myst_nb", None)  # as on Colab: no myst-nb, printing only
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # as on Colab: no myst-nb
+    glued_since_last_taken()
     value = glue("delay", np.float64(26.4), ".0f")
-    assert type(value) is float and capsys.readouterr().out == "delay = 26\n"
+    assert type(value) is float and capsys.readouterr().out == "", "nothing printed: the HTML shows it once"
+    assert glued_since_last_taken() == [("delay", "26")] and glued_since_last_taken() == []
 
 
 def _string_fields(cls) -> list[str]:

@@ -6,15 +6,23 @@ so until a full run of a chapter has been recorded in ``full_runs.json`` (next t
 a claim at full scale is reported, with the outcome measured, as "not yet verified at full
 scale" and not asserted. With ``GENLIB_CLAIMS_REPORT`` set to a directory, every outcome is also
 written there as ``<chapter>-<scale>.json``, which is how a full run gets recorded.
+
+Under IPython (Jupyter, Colab, the book's build) each cell that checks claims or glues numbers ends
+with one compact list of them (a ``ClaimsList``): the sentences checked, whether each held, and the
+numbers the text quotes. That list is the cell's only output besides its figures, so the code that
+computes it can be folded away in the HTML.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core._validate import check_choice
 from ..running.scale import SCALES, current_scale
+from .prose import glued_since_last_taken
 
 FULL_RUNS = Path(__file__).parent / "full_runs.json"
 
@@ -41,8 +49,11 @@ class Claims:
         self.scale = current_scale() if scale is None else check_choice("scale", scale, SCALES)
         self.asserting = verified(chapter, self.scale)
         self.outcomes: list[tuple[str, bool]] = []
+        self._listed = 0  # outcomes already shown in a list
+        _list_after_each_cell(self)
 
-    def __call__(self, holds, sentence: str) -> bool:
+    def __call__(self, holds, sentence: str) -> None:
+        """Check one sentence. Returns nothing, so a cell that ends with a claim prints no stray value."""
         holds = bool(holds)
         self.outcomes.append((sentence, holds))
         self._report()
@@ -50,7 +61,14 @@ class Claims:
             assert holds, sentence
         elif not holds:
             print(f"not yet verified at {self.scale} scale, and it did not hold in this run: {sentence}")
-        return holds
+
+    def new_listing(self) -> ClaimsList | None:
+        """The claims checked and the numbers glued since the last listing (None if there are none)."""
+        claims, numbers = self.outcomes[self._listed:], glued_since_last_taken()
+        self._listed = len(self.outcomes)
+        if not claims and not numbers:
+            return None
+        return ClaimsList(claims, numbers, self.scale, self.asserting)
 
     def _report(self) -> None:
         directory = os.environ.get("GENLIB_CLAIMS_REPORT")
@@ -69,3 +87,73 @@ class Claims:
             return f"{self.scale} scale: every claim in the text is asserted on this run"
         return (f"{self.scale} scale has not been verified for this chapter yet: its claims are checked and "
                 "reported, not asserted")
+
+
+@dataclass
+class ClaimsList:
+    """What one cell checked: each sentence with ✓ or ✗, and the numbers its text quotes."""
+
+    claims: list[tuple[str, bool]]
+    numbers: list[tuple[str, str]]
+    scale: str
+    asserted: bool
+
+    def heading(self) -> str:
+        held = sum(ok for _, ok in self.claims)
+        how = "asserted" if self.asserted else "checked, not asserted (scale not yet verified)"
+        return f"{held} of {len(self.claims)} claims held on this run ({self.scale} scale, {how})"
+
+    def grouped(self) -> list[tuple[str, bool]]:
+        """The claims with a repeated check (one per seed, say) shown once, its count appended."""
+        rows: list[tuple[str, bool, int]] = []
+        for sentence, ok in self.claims:
+            if rows and rows[-1][:2] == (sentence, ok):
+                rows[-1] = (sentence, ok, rows[-1][2] + 1)
+            else:
+                rows.append((sentence, ok, 1))
+        return [(sentence if n == 1 else f"{sentence} ({n} checks)", ok) for sentence, ok, n in rows]
+
+    def __repr__(self) -> str:
+        lines = [self.heading()] if self.claims else []
+        lines += [f"  {'✓' if ok else '✗'} {sentence}" for sentence, ok in self.grouped()]
+        if self.numbers:
+            lines.append("numbers in the text: " + ", ".join(f"{name} = {value}" for name, value in self.numbers))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        parts = ['<div class="genlib-claims">']
+        if self.claims:
+            parts.append(f'<p class="genlib-claims-heading">{html.escape(self.heading())}</p><ul>')
+            parts += [f'<li class="{"held" if ok else "failed"}">{"✓" if ok else "✗"} {html.escape(sentence)}</li>'
+                      for sentence, ok in self.grouped()]
+            parts.append("</ul>")
+        if self.numbers:
+            shown = ", ".join(f"<code>{html.escape(name)}</code>&nbsp;=&nbsp;{html.escape(value)}"
+                              for name, value in self.numbers)
+            parts.append(f'<p class="genlib-claims-numbers">Numbers in the text: {shown}</p>')
+        return "".join(parts) + "</div>"
+
+
+def _list_after_each_cell(claims: Claims) -> None:
+    """Under IPython, show ``claims.new_listing()`` under every cell that produced one.
+
+    One chapter, one hook: running the set-up cell again replaces the previous chapter's hook.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def show(result) -> None:
+        listing = claims.new_listing()
+        if listing is not None and result.success:  # after a failed claim, the traceback says it
+            display(listing)
+
+    show.genlib_claims = True
+    for hook in [h for h in shell.events.callbacks["post_run_cell"] if getattr(h, "genlib_claims", False)]:
+        shell.events.unregister("post_run_cell", hook)
+    shell.events.register("post_run_cell", show)

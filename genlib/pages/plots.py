@@ -22,6 +22,10 @@ LABELS = {
     "clean_train_acc": "clean train accuracy",
 }
 
+# The HTML book's text column is 804 px wide at a 1,100 px window; at figure.dpi 110 a figure up to
+# COLUMN_INCHES wide shows at its own size, and 10.5 pt tick labels are the body text's 16 px.
+COLUMN_INCHES = 7.2
+
 STYLE = {
     "figure.figsize": (6.4, 3.6),
     "figure.dpi": 110,
@@ -30,13 +34,62 @@ STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "legend.frameon": False,
-    "font.size": 10,
+    "font.size": 10.5,
+    "axes.titlesize": "medium",
 }
 
 
 def use_style() -> None:
     """Apply the book's matplotlib style."""
     plt.rcParams.update(STYLE)
+
+
+def panels(n: int, height: float = 3.0, columns: int = 2, **subplots_kw):
+    """A figure of ``n`` axes that fits the text column: at most ``columns`` per row, rows of ``height``
+    inches. Returns ``(fig, axes)`` with ``axes`` a list of ``n`` (unused grid cells are removed)."""
+    if not (isinstance(n, int) and n >= 1):
+        raise ValueError(f"n (the number of panels) must be an integer >= 1; got {n!r}")
+    if not (isinstance(columns, int) and columns >= 1):
+        raise ValueError(f"columns must be an integer >= 1; got {columns!r}")
+    cols = min(n, columns)
+    rows = -(-n // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(COLUMN_INCHES, height * rows), squeeze=False, **subplots_kw)
+    axes = list(grid.flat)
+    for unused in axes[n:]:
+        unused.remove()
+    return fig, axes[:n]
+
+
+def tidy(fig) -> None:
+    """Lay a figure out for the text column: ``tight_layout``, then wrap every title and axis label
+    that is longer than its axes (or the suptitle, than the figure) onto more lines, then lay out
+    again. Without it a long title runs into its neighbour, or widens the saved image past the column."""
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for title in (ax.title, ax._left_title, ax._right_title):
+            _wrap(title, box.width, renderer)
+        _wrap(ax.xaxis.label, box.width, renderer)
+        _wrap(ax.yaxis.label, box.height, renderer, along=lambda extent: extent.height)
+    if fig._suptitle is not None:
+        _wrap(fig._suptitle, fig.bbox.width, renderer)
+    fig.tight_layout()
+
+
+def _wrap(text, room: float, renderer, along=lambda extent: extent.width) -> None:
+    """Break ``text`` at spaces so that each line's extent ``along`` its direction fits in ``room`` px."""
+    words = text.get_text().replace("\n", " ").split()
+    if not words or along(text.get_window_extent(renderer)) <= room:
+        return
+    lines = [words[0]]
+    for word in words[1:]:
+        text.set_text(f"{lines[-1]} {word}")
+        if along(text.get_window_extent(renderer)) <= room:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    text.set_text("\n".join(lines))
 
 
 def band(ax, steps: np.ndarray, values: np.ndarray, label: str | None = None, color=None, **kw):

@@ -19,10 +19,10 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 
 
-def figure_png(figure, dpi: int = 100) -> bytes:
-    """A matplotlib figure as PNG bytes; the figure is closed."""
+def figure_png(figure, dpi: float | None = None) -> bytes:
+    """A matplotlib figure as PNG bytes, at the figure's own dpi unless given; the figure is closed."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi or figure.dpi, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
 
