@@ -53,3 +53,35 @@ def test_tidy_leaves_short_titles_alone():
     tidy(fig)
     assert ax.get_title() == "short"
     plt.close(fig)
+
+
+def test_figures_are_exported_for_slides_when_asked(tmp_path, monkeypatch):
+    from genlib.pages.claims import Claims
+    from genlib.pages.plots import export_paused
+    from genlib.pages.widgets import explorer
+
+    monkeypatch.setenv("GENLIB_FIGURES", str(tmp_path))
+    Claims("grokking", scale="quick")  # names the chapter's figures
+    for _ in range(2):
+        fig, _ = panels(1)
+        tidy(fig)
+        plt.close(fig)
+    with export_paused():
+        tidy(panels(1)[0])
+
+    def frame(x):
+        fig, _ = panels(1)
+        tidy(fig)
+        return fig
+
+    explorer({"x": [1, 2]}, frame)
+    assert sorted(p.name for p in (tmp_path / "grokking").iterdir()) == [
+        "figure-01.png", "figure-01.svg", "figure-02.png", "figure-02.svg"]
+
+
+def test_no_export_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.delenv("GENLIB_FIGURES", raising=False)
+    monkeypatch.chdir(tmp_path)
+    fig, _ = panels(1)
+    tidy(fig)
+    assert not list(tmp_path.iterdir())

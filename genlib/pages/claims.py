@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..core._validate import check_choice
 from ..running.scale import SCALES, current_scale
+from .plots import figures_of
 from .prose import glued_since_last_taken
 
 FULL_RUNS = Path(__file__).parent / "full_runs.json"
@@ -50,6 +51,7 @@ class Claims:
         self.asserting = verified(chapter, self.scale)
         self.outcomes: list[tuple[str, bool]] = []
         self._listed = 0  # outcomes already shown in a list
+        figures_of(chapter)  # figures exported for slides ($GENLIB_FIGURES) are named after the chapter
         _list_after_each_cell(self)
 
     def __call__(self, holds, sentence: str) -> None:

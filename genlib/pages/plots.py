@@ -1,8 +1,11 @@
 """Figures in one style: curves with a seed band (median line, min-max shade), log-scaled steps."""
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,10 +63,42 @@ def panels(n: int, height: float = 3.0, columns: int = 2, **subplots_kw):
     return fig, axes[:n]
 
 
+# Figures for slides: with $GENLIB_FIGURES set to a folder, every figure a chapter lays out with tidy()
+# is also saved there as <chapter>/figure-NN.svg and .png (explorer frames are not).
+_export = {"chapter": "figures", "count": 0, "paused": False}
+
+
+def figures_of(chapter: str) -> None:
+    """Name the figures exported from now on after ``chapter`` and number them from 1 (Claims calls it)."""
+    _export.update(chapter=chapter, count=0)
+
+
+@contextmanager
+def export_paused() -> Iterator[None]:
+    """Export no figure inside this block (an explorer draws dozens of frames)."""
+    before, _export["paused"] = _export["paused"], True
+    try:
+        yield
+    finally:
+        _export["paused"] = before
+
+
+def _export_figure(fig) -> None:
+    folder = os.environ.get("GENLIB_FIGURES")
+    if not folder or _export["paused"]:
+        return
+    _export["count"] += 1
+    path = Path(folder) / _export["chapter"] / f"figure-{_export['count']:02d}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".svg", ".png"):
+        fig.savefig(path.with_suffix(suffix), bbox_inches="tight", dpi=200 if suffix == ".png" else None)
+
+
 def tidy(fig) -> None:
     """Lay a figure out for the text column: ``tight_layout``, then wrap every title and axis label
     that is longer than its axes (or the suptitle, than the figure) onto more lines, then lay out
-    again. Without it a long title runs into its neighbour, or widens the saved image past the column."""
+    again. Without it a long title runs into its neighbour, or widens the saved image past the column.
+    With ``$GENLIB_FIGURES`` set, the figure is also saved there for slides."""
     fig.tight_layout()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
@@ -75,6 +110,7 @@ def tidy(fig) -> None:
     if fig._suptitle is not None:
         _wrap(fig._suptitle, fig.bbox.width, renderer)
     fig.tight_layout()
+    _export_figure(fig)
 
 
 def _wrap(text, room: float, renderer, along=lambda extent: extent.width) -> None:

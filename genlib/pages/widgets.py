@@ -18,6 +18,8 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
+from .plots import export_paused
+
 
 def figure_png(figure, dpi: float | None = None) -> bytes:
     """A matplotlib figure as PNG bytes, at the figure's own dpi unless given; the figure is closed."""
@@ -63,7 +65,8 @@ def explorer(
         if start not in options[name]:
             raise ValueError(f"value[{name!r}] must be one of {options[name]}; got {start!r}")
     boxes = {n: _control(options[n], value.get(n, options[n][0]), labels.get(n, n)) for n in names}
-    pngs = {combo: figure_png(draw(**dict(zip(names, combo)))) for combo in itertools.product(*options.values())}
+    with export_paused():  # its frames are not figures of the chapter
+        pngs = {combo: figure_png(draw(**dict(zip(names, combo)))) for combo in itertools.product(*options.values())}
 
     def level(depth: int, chosen: tuple) -> widgets.Widget:
         if depth == len(names):
