@@ -10,7 +10,9 @@ other torch here is a multi-GB download). A stub `google.colab` is imported at k
 start, so the bootstrap cell takes its Colab branch. The cell is run twice, installing genlib from
 a git tag `v<version>` of a local clone of this repository (GENLIB_BOOK_REPOSITORY, one setting);
 the test fails if pip changed any package Colab had, or installed genlib twice. Then every chapter
-runs top to bottom in that environment at quick scale.
+runs top to bottom in that environment at quick scale, as the launch buttons open it: its Colab edition
+(editions/colab/book, made by scripts/editions.py; tests/test_editions.py checks that it is current and
+keeps every code cell of the chapter but the solutions).
 
 Runs come from ``$GENLIB_CACHE`` when set: the test command sets it to the cache the book build
 has just filled, with the same torch and genlib source, so the cache keys match. The chapters'
@@ -41,7 +43,7 @@ COLAB = {  # Colab's versions; torch: the nearest build on this machine (see abo
     "traitlets": "5.7.1", "notebook": "6.5.7", "nbformat": "5.11.1", "numpy": "2.1.3",
     "matplotlib": "3.10.0", "scikit-learn": "1.6.1", "tqdm": "4.67.3", "torch": "2.13.0",
 }
-NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "editions" / "colab" / "book").glob("*.ipynb"))  # what the launch buttons open
 
 
 def run(*args: str, **kw) -> str:
@@ -110,9 +112,10 @@ def colab(tmp_path_factory, record_testsuite_property):
     return kernels.parents[1], python, which
 
 
-def execute(notebook: nbformat.NotebookNode, jupyter_path: Path, monkeypatch) -> nbformat.NotebookNode:
+def execute(notebook: nbformat.NotebookNode, jupyter_path: Path, monkeypatch,
+            folder: Path = ROOT / "book") -> nbformat.NotebookNode:
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
-    where = {"metadata": {"path": str(ROOT / "book")}}
+    where = {"metadata": {"path": str(folder)}}
     NotebookClient(notebook, timeout=1200, kernel_name="colab", resources=where).execute()
     return notebook
 
@@ -142,7 +145,7 @@ def test_bootstrap_installs_genlib_and_changes_nothing_colab_ships(installed, co
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_chapter_runs_top_to_bottom_in_the_colab_like_environment(path, installed, colab, monkeypatch):
     try:
-        notebook = execute(nbformat.read(path, as_version=4), colab[0], monkeypatch)
+        notebook = execute(nbformat.read(path, as_version=4), colab[0], monkeypatch, path.parent)
     except CellExecutionError as error:
         pytest.fail(f"{path.name} failed on {colab[2]}:\n{error}")
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from genlib.pages.exercises import check_perpendicular_gradient, check_stablemax
@@ -94,3 +95,94 @@ def test_spectral_centroid_check(capsys):
 
     assert check_spectral_centroid(spectral_centroid) and "✓" in capsys.readouterr().out
     assert not check_spectral_centroid(unmirrored) and "largest difference" in capsys.readouterr().out
+
+
+def test_a_check_returns_its_verdict_and_prints_it(capsys):
+    from genlib.pages.exercises import CheckResult
+
+    passed = check_stablemax(right_stablemax)
+    assert isinstance(passed, CheckResult) and passed.passed and passed  # bool(result) is passed
+    assert passed.message.startswith("✓") and capsys.readouterr().out == passed.message + "\n"
+    failed = check_stablemax(lambda x: torch.softmax(x, -1))
+    assert not failed and not failed.passed and failed.message.startswith("✗ StableMax: largest difference")
+    assert capsys.readouterr().out == failed.message + "\n"
+    if not check_stablemax(right_stablemax):  # as the notebooks use it
+        raise AssertionError
+
+
+def test_a_result_adds_nothing_under_a_notebook_cell():
+    """In Jupyter the printed verdict is the cell's output: no stray True or CheckResult(...) after it."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from genlib.pages.exercises import CheckResult
+
+    shown, _ = DisplayFormatter().format(CheckResult(True, "✓ fine"))
+    assert shown == {}
+
+
+# Answers that are right only because they call genlib's own function: each passes the plain check.
+def _cheats():
+    from genlib.core.losses import stablemax  # bound to a name before grading, as a notebook would
+    from genlib.core.metrics import spectral_centroid
+    from genlib.core.optim import perpendicular_gradient
+    from genlib.measures.collapse import within_class_variation
+    from genlib.measures.regression import SpectralSolver
+    from genlib.pages import exercises
+
+    def ridge(features, targets, lam):
+        solver = SpectralSolver(features)
+        return solver.weights(targets, solver.ridge(lam))
+
+    return {
+        exercises.check_stablemax: lambda x: stablemax(x),
+        exercises.check_perpendicular_gradient: lambda w, g: perpendicular_gradient(w[None], g[None])[0],
+        exercises.check_ridge: ridge,
+        exercises.check_spectral_centroid: lambda outputs: spectral_centroid(outputs),
+        exercises.check_nc1: lambda f, labels, k: float(within_class_variation(f[None], labels[None], k)[0]),
+    }
+
+
+@pytest.mark.parametrize("check", list(_cheats()), ids=lambda c: c.__name__)
+def test_grade_fails_an_answer_that_calls_genlibs_reference(check, capsys):
+    from genlib.pages.exercises import HIDDEN, grade
+
+    cheat = _cheats()[check]
+    assert check(cheat, seed=1)  # right, when genlib is there to call
+    result = grade(check, cheat, seed=1)
+    assert not result and HIDDEN in result.message and result.message in capsys.readouterr().out
+    assert check(cheat, seed=1)  # and genlib's functions are back afterwards
+
+
+def test_grade_passes_a_correct_answer_at_every_seed():
+    from genlib.pages.exercises import grade
+
+    assert all(grade(check_stablemax, right_stablemax, seed=seed) for seed in (0, 1, 2))
+    assert not grade(check_stablemax, lambda x: torch.softmax(x, -1), seed=1)
+
+
+def test_every_check_names_the_references_it_hides():
+    """A new check must say which genlib functions solve its exercise, and each of them is hidden."""
+    from genlib.pages import exercises
+
+    checks = {name for name in dir(exercises) if name.startswith("check_")}
+    assert checks == set(exercises.REFERENCES)
+    for name, paths in exercises.REFERENCES.items():
+        functions = [f for path in paths for f in exercises._functions_of(exercises._resolve(path), path)]
+        assert functions, name
+        with exercises._hidden(functions):
+            for function, path in functions:
+                with pytest.raises(RuntimeError, match=f"{path} {exercises.HIDDEN}"):
+                    function(None)
+        assert all(f.__code__.co_name != "hidden" for f, _ in functions)  # restored
+
+
+def test_grade_gives_back_genlibs_functions_when_the_answer_raises():
+    from genlib.core.losses import stablemax
+    from genlib.pages.exercises import grade
+
+    def broken(x):
+        raise ValueError("a bug in the answer")
+
+    with pytest.raises(ValueError, match="a bug"):
+        grade(check_stablemax, broken)
+    assert torch.allclose(stablemax(torch.zeros(1, 4)), torch.full((1, 4), 0.25))

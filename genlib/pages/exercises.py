@@ -1,9 +1,19 @@
 """Checks for the exercises: each takes the reader's function, compares it with genlib's reference
-on random inputs, prints a clear verdict and returns True or False (ARENA's tests.py style).
+on random inputs, prints a clear verdict (✓ or ✗ and what differs) and returns it as a
+:class:`CheckResult` (ARENA's tests.py style). A result is true when the answer passed, so
+``if check_stablemax(f):`` and ``assert check_stablemax(f)`` work as they did when checks returned a bool.
+
+Graders call :func:`grade` instead (grading/ holds the otter-grader assignments): the same check,
+at any seed, with genlib's references for the exercise made unusable while the answer runs, so that an
+answer that just calls genlib's own function fails.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import importlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -12,31 +22,53 @@ from ..core.losses import stablemax
 from ..core.metrics import spectral_centroid
 from ..core.models import MLP
 from ..core.optim import perpendicular_gradient
-from ..measures.curvature import dense_hessian, member_loss_function, top_eigenvalue
+from ..measures.curvature import dense_hessian, member_loss_function
 from ..measures.regression import SpectralSolver
 
 
-def _report(name: str, expected: torch.Tensor, got, example: torch.Tensor, atol: float) -> bool:
+@dataclass(frozen=True)
+class CheckResult:
+    """A check's verdict: ``passed`` and the ``message`` it printed (starting with ✓ or ✗).
+
+    True when passed (``bool(result)``). In Jupyter it shows nothing more: the message is already printed.
+    """
+
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def _pass(message: str) -> CheckResult:
+    print(message)
+    return CheckResult(True, message)
+
+
+def _fail(message: str) -> CheckResult:
+    print(message)
+    return CheckResult(False, message)
+
+
+def _report(name: str, expected: torch.Tensor, got, example: torch.Tensor, atol: float) -> CheckResult:
     if not isinstance(got, torch.Tensor):
-        print(f"✗ {name}: your function should return a torch.Tensor; it returned {type(got).__name__}")
-        return False
+        return _fail(f"✗ {name}: your function should return a torch.Tensor; it returned {type(got).__name__}")
     if got.shape != expected.shape:
-        print(f"✗ {name}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
-        return False
+        return _fail(f"✗ {name}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
     if not torch.isfinite(got).all():
-        print(f"✗ {name}: your output has NaN or infinite values (very large or negative inputs?)")
-        return False
+        return _fail(f"✗ {name}: your output has NaN or infinite values (very large or negative inputs?)")
     error = (got - expected).abs()
     if error.max() > atol:
         i = int(error.flatten().argmax()) // expected.shape[-1]
-        print(f"✗ {name}: largest difference {error.max():.3g}, for input row\n  {example[i].tolist()}\n"
-              f"  expected {expected[i].tolist()}\n  got      {got[i].tolist()}")
-        return False
-    print(f"✓ {name}: matches the reference on {len(example)} random inputs")
-    return True
+        return _fail(f"✗ {name}: largest difference {error.max():.3g}, for input row\n  {example[i].tolist()}\n"
+                     f"  expected {expected[i].tolist()}\n  got      {got[i].tolist()}")
+    return _pass(f"✓ {name}: matches the reference on {len(example)} random inputs")
 
 
-def check_stablemax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> bool:
+def check_stablemax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> CheckResult:
     """Grokking chapter, exercise 1: StableMax over the last dimension."""
     g = torch.Generator().manual_seed(seed)
     scales = torch.logspace(-2, 3, 200, dtype=torch.float64)[:, None]  # tiny to huge logits
@@ -46,7 +78,7 @@ def check_stablemax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int
 
 def check_perpendicular_gradient(
     candidate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], seed: int = 0
-) -> bool:
+) -> CheckResult:
     """Grokking chapter, exercise 4: ⊥Grad of one weight tensor w and its gradient g (no member axis)."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(50, 8, generator=g, dtype=torch.float64)
@@ -56,7 +88,7 @@ def check_perpendicular_gradient(
     return _report("⊥Grad", expected, got, torch.cat([w, grad], 1), atol=1e-9)
 
 
-def check_ridge(candidate: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], seed: int = 0) -> bool:
+def check_ridge(candidate: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], seed: int = 0) -> CheckResult:
     """Double-descent chapter, exercise 1: ridge weights for features (n, N), targets (n, k), lambda."""
     g = torch.Generator().manual_seed(seed)
     for n, width in [(40, 10), (40, 120)]:  # fewer, then more features than examples
@@ -68,44 +100,37 @@ def check_ridge(candidate: Callable[[torch.Tensor, torch.Tensor, float], torch.T
         case = f"ridge (n = {n} examples, N = {width} features, lambda = 0.01)"
         if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            print(f"✗ {case}: expected a tensor of shape {tuple(expected.shape)}, got {shape}")
-            return False
+            return _fail(f"✗ {case}: expected a tensor of shape {tuple(expected.shape)}, got {shape}")
         error = float((got - expected).abs().max())
         if not error <= 1e-8:
-            print(f"✗ {case}: largest difference from the reference weights {error:.3g} "
-                  f"(is the penalty n * lambda * I, as in (1/n)|Fw - Y|^2 + lambda |w|^2?)")
-            return False
-    print("✓ ridge: matches the reference with fewer and with more features than examples")
-    return True
+            return _fail(f"✗ {case}: largest difference from the reference weights {error:.3g} "
+                         f"(is the penalty n * lambda * I, as in (1/n)|Fw - Y|^2 + lambda |w|^2?)")
+    return _pass("✓ ridge: matches the reference with fewer and with more features than examples")
 
 
 def check_label_noise(candidate: Callable[[torch.Tensor, float, int, torch.Generator], torch.Tensor],
-                      seed: int = 0) -> bool:
+                      seed: int = 0) -> CheckResult:
     """Memorization chapter, exercise 1: move a share of labels to a different, random class."""
     labels = torch.randint(0, 10, (5000,), generator=torch.Generator().manual_seed(seed))
     got = candidate(labels.clone(), 0.3, 10, torch.Generator().manual_seed(seed + 1))
     if not isinstance(got, torch.Tensor) or got.shape != labels.shape:
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        print(f"✗ label noise: expected a tensor of shape {tuple(labels.shape)}, got {shape}")
-        return False
+        return _fail(f"✗ label noise: expected a tensor of shape {tuple(labels.shape)}, got {shape}")
     changed = got != labels
     if int(changed.sum()) != 1500:
-        print(f"✗ label noise: 30% of 5000 labels should change, exactly 1500; {int(changed.sum())} did "
-              "(a random class may equal the true one: draw among the other classes)")
-        return False
+        return _fail(f"✗ label noise: 30% of 5000 labels should change, exactly 1500; {int(changed.sum())} did "
+                     "(a random class may equal the true one: draw among the other classes)")
     if got.min() < 0 or got.max() > 9:
-        print("✗ label noise: new labels must stay in 0..9")
-        return False
+        return _fail("✗ label noise: new labels must stay in 0..9")
     shift = (got[changed] - labels[changed]) % 10  # 1..9 if uniform over the other classes
     counts = torch.bincount(shift, minlength=10)[1:].float()
     if counts.min() < 0.6 * counts.mean():
-        print(f"✗ label noise: the new class should be uniform over the 9 others; shift counts {counts.tolist()}")
-        return False
-    print("✓ label noise: exactly 30% of the labels changed, each to a uniformly chosen other class")
-    return True
+        return _fail("✗ label noise: the new class should be uniform over the 9 others; "
+                     f"shift counts {counts.tolist()}")
+    return _pass("✓ label noise: exactly 30% of the labels changed, each to a uniformly chosen other class")
 
 
-def check_spectral_centroid(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> bool:
+def check_spectral_centroid(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> CheckResult:
     """Spectral-bias chapter, exercise 1: the mirrored-FFT spectral centroid of (S, N) functions."""
     g = torch.Generator().manual_seed(seed)
     x = torch.linspace(-1, 1, 256, dtype=torch.float64)
@@ -116,44 +141,41 @@ def check_spectral_centroid(candidate: Callable[[torch.Tensor], torch.Tensor], s
 
 
 def check_sharpness(candidate: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], object],
-                    seed: int = 0) -> bool:
+                    seed: int = 0) -> CheckResult:
     """Sharpness chapter, exercise 1: the top Hessian eigenvalue of ``loss_of`` at the point ``w``
     (P,), by power iteration on Hessian-vector products. Checked on five small tanh networks (squared
-    error on random data) against genlib's :func:`~genlib.measures.curvature.top_eigenvalue`, to 1%."""
+    error on random data) against the largest eigenvalue of each one's dense Hessian
+    (:func:`~genlib.measures.curvature.dense_hessian`), to 1%: exact, so it holds at every seed, also
+    where the top two eigenvalues are close and power iteration converges slowly."""
     g = torch.Generator().manual_seed(seed)
     seeds = list(range(seed * 5, seed * 5 + 5))
     x, labels = torch.randn(5, 40, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (5, 40), generator=g)
     blocks = [{"train": (x[s], labels[s]), "test": (x[s], labels[s])} for s in range(5)]
     data = TaskData.from_blocks(blocks, 3, "random points, random labels")
     model = MLP(6, (12,), 3, seeds, activation="tanh").double()
-    expected = top_eigenvalue(model, data, "mse", iterations=500)
-    exact = torch.stack([torch.linalg.eigvalsh(dense_hessian(model, data, "mse", s))[-1] for s in range(5)])
-    if not torch.allclose(expected, exact, rtol=1e-6):  # the reference itself is checked first
-        raise RuntimeError(f"genlib's reference did not converge: {expected.tolist()} vs exact {exact.tolist()}")
+    expected = torch.stack([torch.linalg.eigvalsh(dense_hessian(model, data, "mse", s))[-1] for s in range(5)])
     got = []
     for s in range(5):
         loss_of, w = member_loss_function(model, data, "mse", s)
         value = candidate(loss_of, w.clone())
         if not isinstance(value, (torch.Tensor, float)) or torch.as_tensor(value).numel() != 1:
-            print(f"✗ sharpness: your function should return one number; it returned {value!r}")
-            return False
+            return _fail(f"✗ sharpness: your function should return one number; it returned {value!r}")
         got.append(float(value))
     got = torch.tensor(got, dtype=torch.float64)
     error = ((got - expected).abs() / expected).max()
     if not torch.isfinite(got).all() or error > 0.01:
-        print(f"✗ sharpness: expected {expected.numpy().round(4).tolist()}\n  got      {got.numpy().round(4).tolist()}"
-              "\n  (more iterations? a negative or tiny value: is the vector normalised at every step?)")
-        return False
-    print(f"✓ sharpness: within {error:.1e} of genlib's on {len(got)} small networks (top eigenvalues "
-          f"{expected.min():.3g} to {expected.max():.3g})")
-    return True
+        return _fail(f"✗ sharpness: expected {expected.numpy().round(4).tolist()}\n"
+                     f"  got      {got.numpy().round(4).tolist()}"
+                     "\n  (more iterations? a negative or tiny value: is the vector normalised at every step?)")
+    return _pass(f"✓ sharpness: within {error:.1e} of the exact value on {len(got)} small networks (top eigenvalues "
+                 f"{expected.min():.3g} to {expected.max():.3g})")
 
 
 def _column(values):
     return values[:, None] if isinstance(values, torch.Tensor) and values.dim() == 1 else values
 
 
-def check_nc1(candidate: Callable[[torch.Tensor, torch.Tensor, int], float], seed: int = 0) -> bool:
+def check_nc1(candidate: Callable[[torch.Tensor, torch.Tensor, int], float], seed: int = 0) -> CheckResult:
     """End-of-training chapter, exercise: NC1 = Tr(Sigma_W Sigma_B^+) / K of features (N, d) with class ids
     (N,) and K classes (no member axis). Checked against :func:`genlib.measures.collapse.within_class_variation`
     to 1e-6 relative on random features (fewer and more dimensions than classes) and nearly collapsed ones."""
@@ -174,19 +196,17 @@ def check_nc1(candidate: Callable[[torch.Tensor, torch.Tensor, int], float], see
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = float(got)
         if not isinstance(got, (int, float)) or isinstance(got, bool):
-            print(f"✗ NC1: your function should return one number; for {case} it returned {got!r}")
-            return False
+            return _fail(f"✗ NC1: your function should return one number; for {case} it returned {got!r}")
         if not abs(got - expected) <= 1e-6 * abs(expected):
             hint = {k: " (forgot to divide by K?)", 1 / k: " (divided by K twice?)"}.get(round(got / expected, 6), "")
-            print(f"✗ NC1 on {case}: expected {expected:.6g}, got {got:.6g}{hint}\n  Sigma_W: the mean over all N "
-                  "examples of (h - mu_c)(h - mu_c)^T; Sigma_B: the mean over the K classes of (mu_c - mu_G)"
-                  "(mu_c - mu_G)^T, mu_G the mean of all features; its pseudo-inverse (torch.linalg.pinv)")
-            return False
-    print(f"✓ NC1: matches genlib's within 1e-6 on {len(cases)} cases (random and nearly collapsed features)")
-    return True
+            return _fail(f"✗ NC1 on {case}: expected {expected:.6g}, got {got:.6g}{hint}\n"
+                         "  Sigma_W: the mean over all N examples of (h - mu_c)(h - mu_c)^T; Sigma_B: the mean over "
+                         "the K classes of (mu_c - mu_G)(mu_c - mu_G)^T, mu_G the mean of all features; its "
+                         "pseudo-inverse (torch.linalg.pinv)")
+    return _pass(f"✓ NC1: matches genlib's within 1e-6 on {len(cases)} cases (random and nearly collapsed features)")
 
 
-def check_ntk_entry(candidate: Callable[..., object], seed: int = 0) -> bool:
+def check_ntk_entry(candidate: Callable[..., object], seed: int = 0) -> CheckResult:
     """Lazy-and-rich chapter, exercise: one entry of the empirical NTK, <df(x1)/dw, df(x2)/dw>, for
     a single network f(params, x) -> scalar (params a tuple of tensors, no member axis; x one input
     (3,)). Checked on two small random networks against :func:`genlib.measures.ntk.empirical_ntk`, to 1e-8."""
@@ -211,8 +231,7 @@ def check_ntk_entry(candidate: Callable[..., object], seed: int = 0) -> bool:
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         if isinstance(got, bool) or not isinstance(got, (int, float)):
-            print(f"✗ NTK entry: your function should return one number; it returned {type(got).__name__}")
-            return False
+            return _fail(f"✗ NTK entry: your function should return one number; it returned {type(got).__name__}")
         if not abs(got - expected) <= 1e-8 * max(1.0, abs(expected)):
             w = [p.detach().clone().requires_grad_() for p in params]
             g1, g2 = torch.autograd.grad(f(w, x1), w), torch.autograd.grad(f(w, x2), w)
@@ -223,7 +242,95 @@ def check_ntk_entry(candidate: Callable[..., object], seed: int = 0) -> bool:
                 hint = "that is one parameter tensor's share: sum the products over every parameter tensor"
             elif abs(got - float(f(w, x1) * f(w, x2))) <= 1e-8 * max(1.0, abs(got)):
                 hint = "that is f(x1) f(x2): the kernel multiplies the gradients of the outputs, not the outputs"
-            print(f"✗ NTK entry (network {number}): expected {expected:.10g}, got {got:.10g}\n  ({hint})")
-            return False
-    print(f"✓ NTK entry: matches genlib's empirical_ntk to 1e-8 on {len(models)} small random networks")
-    return True
+            return _fail(f"✗ NTK entry (network {number}): expected {expected:.10g}, got {got:.10g}\n  ({hint})")
+    return _pass(f"✓ NTK entry: matches genlib's empirical_ntk to 1e-8 on {len(models)} small random networks")
+
+
+# Grading: what each check compares with, made unusable while the answer runs.
+
+REFERENCES: dict[str, tuple[str, ...]] = {  # check name -> genlib's functions (or classes) that solve it
+    "check_stablemax": ("genlib.core.losses.stablemax", "genlib.core.losses.stablemax_s"),
+    "check_perpendicular_gradient": ("genlib.core.optim.perpendicular_gradient",),
+    "check_ridge": ("genlib.measures.regression.SpectralSolver",),
+    "check_label_noise": ("genlib.core.data._split_and_corrupt",),
+    "check_spectral_centroid": ("genlib.core.metrics.spectral_centroid",),
+    "check_sharpness": ("genlib.measures.curvature.top_eigenvalue", "genlib.measures.curvature.dense_hessian",
+                        "genlib.measures.curvature.hessian_vector_product", "genlib.measures.curvature._top_of",
+                        "genlib.measures.curvature._power_iteration"),
+    "check_nc1": ("genlib.measures.collapse.within_class_variation",),
+    "check_ntk_entry": ("genlib.measures.ntk.empirical_ntk", "genlib.measures.ntk._fill_member",
+                        "genlib.measures.ntk._member_jacobian"),
+}
+HIDDEN = "is not available while your answer is graded"  # in the error a hidden reference raises
+
+
+def grade(check: Callable[..., CheckResult], candidate: Callable, seed: int = 0) -> CheckResult:
+    """``check(candidate, seed=seed)`` with genlib's references for that exercise (``REFERENCES``)
+    raising while ``candidate`` runs; the check itself still uses them between the answer's calls.
+
+    The functions' code is swapped, not the names that lead to them, so an answer fails however it
+    reached genlib's function (imported by name before grading, through another module, or through
+    a genlib function that calls it): the result is a failure that says which reference it called.
+    """
+    name = getattr(check, "__name__", "")
+    if name not in REFERENCES:
+        raise ValueError(f"check must be one of genlib.pages.exercises' checks {sorted(REFERENCES)}; got {check!r}")
+    functions = [f for path in REFERENCES[name] for f in _functions_of(_resolve(path), path)]
+
+    def answer(*args, **kwargs):
+        with _hidden(functions):
+            return candidate(*args, **kwargs)
+
+    try:
+        return check(answer, seed=seed)
+    except RuntimeError as error:
+        if HIDDEN not in str(error):
+            raise
+        return _fail(f"✗ {name.removeprefix('check_')}: {error}")
+
+
+def _resolve(path: str):
+    module, _, attribute = path.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _functions_of(obj, path: str) -> list[tuple[Callable, str]]:
+    """(plain function, its dotted name) for a function, or for every method of a class."""
+    if inspect.isclass(obj):
+        found = []
+        for attribute, member in vars(obj).items():
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            if inspect.isfunction(member):
+                found += _functions_of(member, f"{path}.{attribute}")
+        return found
+    function = inspect.unwrap(obj)  # a decorated function: the code that does the work
+    if not inspect.isfunction(function):
+        raise TypeError(f"{path} is not a Python function or class")
+    return [(function, path)]
+
+
+def _raising_code(function: Callable, path: str):
+    """Code for ``function`` that raises at once, with the same free variables (Python requires it)."""
+    free = function.__code__.co_freevars
+    message = f"{path} {HIDDEN}: write it without calling it"
+    source = ["def outer():", *(f"    {v} = None" for v in free), "    def hidden(*args, **kwargs):"]
+    if free:
+        source.append(f"        ({', '.join(free)},)")
+    source += [f"        raise RuntimeError({message!r})", "    return hidden"]
+    namespace: dict = {}
+    exec(compile("\n".join(source), f"<hidden {path}>", "exec"), namespace)
+    code = namespace["outer"]().__code__
+    assert code.co_freevars == free, (code.co_freevars, free)
+    return code
+
+
+@contextlib.contextmanager
+def _hidden(functions: list[tuple[Callable, str]]) -> Iterator[None]:
+    originals = [(f, f.__code__) for f, _ in functions]
+    try:
+        for f, path in functions:
+            f.__code__ = _raising_code(f, path)
+        yield
+    finally:
+        for f, code in originals:
+            f.__code__ = code
