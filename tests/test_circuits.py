@@ -149,6 +149,24 @@ def test_restricted_and_excluded_losses_match_the_papers_projection_on_random_lo
         torch.testing.assert_close(excluded_loss(logits, data, freqs), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_the_restricted_loss_scores_the_inputs_it_is_asked_for():
+    data = addition()
+    logits = torch.randn(2, P, P, P, generator=torch.Generator().manual_seed(4), dtype=F64) * 2
+    flat = logits.reshape(2, P * P, P)
+    trig = reference_trig_part(logits, [2, 3])
+    restricted = trig + (flat - trig).mean(1, keepdim=True)  # the ablation uses all p^2 inputs whatever is scored
+    for inputs, rows in [("test", data.test_idx), ("train", data.train_idx),
+                         ("all", torch.arange(P * P).expand(2, -1))]:
+        torch.testing.assert_close(restricted_loss(logits, data, [2, 3], inputs=inputs),
+                                   cross_entropy(restricted, data, rows), rtol=1e-12, atol=1e-12)
+    # the split covers the table, so "all" is the size-weighted mean of "train" and "test"
+    n_train, n_test = data.train_idx.shape[1], data.test_idx.shape[1]
+    assert n_train + n_test == P * P
+    mixed = (n_train * restricted_loss(logits, data, [2, 3], inputs="train")
+             + n_test * restricted_loss(logits, data, [2, 3], inputs="test")) / (P * P)
+    torch.testing.assert_close(mixed, restricted_loss(logits, data, [2, 3]), rtol=1e-12, atol=1e-12)
+
+
 def test_each_member_uses_its_own_key_frequencies():
     data, logits = addition(), wave_logits([2, 5])
     both = restricted_loss(logits, data, [[2], [5]])
@@ -286,6 +304,7 @@ def test_gradient_symmetricity_is_per_member_and_leaves_the_model_alone():
     (lambda: restricted_loss(torch.zeros(2, P, P), addition(), [1]), "logits"),
     (lambda: restricted_loss(wave_logits([1]), addition(), [6]), "frequencies"),
     (lambda: restricted_loss(wave_logits([1]), addition(), [0]), "frequencies"),
+    (lambda: restricted_loss(wave_logits([1]), addition(), [1], inputs="held-out"), "inputs"),
     (lambda: excluded_loss(wave_logits([1]), addition(), [[1], [2], [3]]), "frequencies"),
     (lambda: excluded_loss(wave_logits([1]), addition(), 2.5), "frequencies"),
     (lambda: excluded_loss(wave_logits([1]), addition(members=3), [1]), "data"),

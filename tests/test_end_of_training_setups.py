@@ -1,4 +1,6 @@
 """The end-of-training chapter's setups (genlib/experiments/end_of_training.py), at tiny sizes."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from genlib.experiments.end_of_training import (
     RandomPruningSetup,
     ScoreSetup,
     SmoothingSetup,
+    TicketControlSetup,
 )
 from genlib.measures.pruning import weight_sparsity
 from genlib.running.sweep import run_experiment
@@ -74,9 +77,57 @@ def test_students_fit_their_own_teachers_predictions_at_their_temperature():
 
 
 def test_random_pruning_sets_each_members_sparsity():
-    setup = RandomPruningSetup.at_scale(width=16, sparsities=(0.0, 0.75), **TINY)
+    setup = RandomPruningSetup.at_scale(width=16, sparsities=(0.0, 0.75), prune_readout=True, **TINY)
     _, model, _ = setup.build()
     assert weight_sparsity(model).tolist() == pytest.approx([0.0, 0.0, 0.75, 0.75], abs=0.01)
+
+
+def test_pruning_keeps_the_readout_dense_by_default_and_records_what_the_masks_cut_off():
+    setup = RandomPruningSetup.at_scale(width=16, sparsities=(0.0, 0.9), **TINY)
+    _, model, _ = setup.build()
+    masks = list(model.weight_masks)
+    assert torch.all(masks[-1] == 1)
+    hidden = 64 * 16 + 16 * 16
+    assert weight_sparsity(model).tolist() == pytest.approx([0.0, 0.0] + [0.9 * hidden / (hidden + 160)] * 2, abs=0.01)
+    history = run_experiment(setup)
+    assert history.arrays["dead_units"].shape == history.arrays["dead_classes"].shape == (4,)
+    assert history.arrays["dead_units"][:2].tolist() == [0, 0] and history.arrays["dead_classes"].tolist() == [0] * 4
+
+
+def test_summed_squared_error_is_the_mean_with_k_times_the_step_and_a_kth_of_the_decay():
+    summed = NeuralCollapseSetup.at_scale(loss="mse", hidden=(8,), **TINY)
+    _, _, config = summed.build()
+    assert config.lr == pytest.approx(10 * summed.lr)
+    assert config.weight_decay == pytest.approx([wd / 10 for wd in summed.member_values("weight_decay")])
+    for setup in (replace(summed, mse_sum=False), replace(summed, loss="cross_entropy")):
+        _, _, config = setup.build()
+        assert config.lr == setup.lr and config.weight_decay == setup.member_values("weight_decay")
+    assert run_experiment(summed).labels("weight_decay") == [5e-3, 5e-3, 5e-4, 5e-4]
+
+
+def test_ticket_controls_take_the_tickets_mask_or_its_rewound_weights():
+    setup = TicketControlSetup.at_scale(width=16, rounds=2, rewind_step=2, control_rounds=(2,), **TINY)
+    tickets = run_experiment(setup.tickets())
+    assert setup.requires() == {"tickets": MagnitudePruningSetup.at_scale(width=16, rounds=2, rewind_step=2, **TINY)}
+    data, model, config = setup.build(tickets=tickets)
+    members = setup.members()
+    assert [(m["control"], m["seed"]) for m in members] == [("reinitialized", 0), ("reinitialized", 1),
+                                                             ("random mask", 0), ("random mask", 1)]
+    assert config.steps == 4 and model.seeds == [2000, 2001, 0, 1]
+    masks = list(model.weight_masks)
+    for i in range(3):
+        found = tickets.arrays[f"masks/layer{i}"]  # (seeds, rounds, fan_in, out)
+        assert np.array_equal(masks[i][0].numpy(), found[0, 1]) and np.array_equal(masks[i][1].numpy(), found[1, 1])
+        assert not np.array_equal(masks[i][2].numpy(), found[0, 1]) or i == 2  # a random mask (the readout is dense)
+        rewound = tickets.arrays[f"rewind/weights.{i}"]  # (seeds, fan_in, out)
+        assert np.allclose(model.weights[i][2].detach().numpy(), rewound[0] * masks[i][2].numpy())
+    assert weight_sparsity(model).tolist() == pytest.approx([weight_sparsity(model)[0].item()] * 4)
+    history = run_experiment(setup)
+    assert history.arrays["dead_classes"].tolist() == [0] * 4
+    with pytest.raises(ValueError, match="control_rounds"):
+        TicketControlSetup.at_scale(control_rounds=(7,))
+    with pytest.raises(ValueError, match="controls"):
+        TicketControlSetup.at_scale(controls=("shuffled",))
 
 
 def test_magnitude_pruning_records_one_row_per_round_along_the_sparsity_axis():
@@ -92,7 +143,8 @@ def test_recipes_are_abstract_and_each_setup_is_trained_or_computed():
     for recipe in (chapter.DigitsRecipe, chapter.SmoothingRecipe, chapter.ScoreRecipe, chapter.PruningRecipe):
         with pytest.raises(TypeError):
             recipe()
-    trained = (NeuralCollapseSetup, SmoothingSetup, DistillationSetup, ScoreSetup, DietSetup, RandomPruningSetup)
+    trained = (NeuralCollapseSetup, SmoothingSetup, DistillationSetup, ScoreSetup, DietSetup, RandomPruningSetup,
+               TicketControlSetup)
     assert all(issubclass(c, TrainedExperiment) for c in trained)
     assert issubclass(MagnitudePruningSetup, ComputedExperiment)
     assert not issubclass(MagnitudePruningSetup, TrainedExperiment)

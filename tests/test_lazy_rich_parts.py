@@ -114,6 +114,13 @@ def test_a_tiny_kernel_run_records_its_measures_per_member_and_large_alpha_is_la
     assert np.all(history.arrays["kernel_change"][lazy] < history.arrays["kernel_change"][rich] / 10)
     assert np.all(history.arrays["linear_distance"][lazy] < 0.05), history.arrays["linear_distance"]
     assert np.allclose(history.arrays["alignment_start"][rich], history.arrays["alignment_start"][lazy], rtol=1e-4)
+    # kernel regression with the final NTK: at large alpha the kernel barely moves, so it is the one with K0
+    arrays = history.arrays
+    for name in ("final_kernel_distance", "final_kernel_agreement", "final_kernel_test_loss", "final_kernel_test_acc"):
+        assert arrays[name].shape == (4,) and np.all(np.isfinite(arrays[name])), name
+    assert np.allclose(arrays["final_kernel_test_loss"][lazy], arrays["limit_test_loss"][lazy], rtol=0.05)
+    assert np.allclose(arrays["final_kernel_distance"][lazy], arrays["limit_distance"][lazy], rtol=0.05)
+    assert not np.allclose(arrays["final_kernel_test_loss"][rich], arrays["limit_test_loss"][rich], rtol=0.05)
 
 
 def test_width_grid_gives_one_plain_setup_per_width():

@@ -10,6 +10,7 @@ from genlib.core.data import TaskData
 from genlib.core.models import MLP, EmbeddingMLP
 from genlib.core.train import TrainConfig, ensemble_backward, train
 from genlib.measures.pruning import (
+    disconnected,
     iterative_magnitude_pruning,
     magnitude_masks,
     random_masks,
@@ -232,3 +233,61 @@ def test_iterative_magnitude_pruning_arguments_are_checked(settings, match):
         iterative_magnitude_pruning(model, data, **arguments)
     with pytest.raises(ValueError, match="model"):
         iterative_magnitude_pruning(EmbeddingMLP(5, [0]), data, TrainConfig(steps=10), rounds=1, rewind_step=3)
+
+
+def test_a_dense_readout_keeps_the_last_layer_whole_and_the_others_as_drawn():
+    model, _ = tiny()
+    pruned, dense = random_masks(model, 0.5), random_masks(model, 0.5, prune_readout=False)
+    assert all(torch.equal(a, b) for a, b in zip(pruned[:-1], dense[:-1])), "the other layers are drawn alike"
+    assert torch.all(dense[-1] == 1) and not torch.all(pruned[-1] == 1)
+    by_magnitude = magnitude_masks(model, 0.75, current=dense, prune_readout=False)
+    assert torch.all(by_magnitude[-1] == 1)
+    assert pruned_counts(by_magnitude[:-1]) == pruned_counts(magnitude_masks(model, 0.75)[:-1])
+    with pytest.raises(ValueError, match="prune_readout must be True or False; got 'no'"):
+        random_masks(model, 0.5, prune_readout="no")
+    with pytest.raises(ValueError, match="prune_readout"):
+        magnitude_masks(model, 0.5, prune_readout=1)
+
+
+def test_disconnected_counts_units_and_classes_that_no_path_joins_to_inputs_and_outputs():
+    # 2 inputs -> 3 hidden -> 2 hidden -> 2 classes, one member
+    first = torch.tensor([[1.0, 0, 0], [1, 0, 0]])   # hidden unit 0 has inputs; units 1 and 2 none
+    second = torch.tensor([[1.0, 0], [0, 1], [0, 0]])  # unit 0 -> a; unit 1 -> b; unit 2 -> nothing
+    readout = torch.tensor([[1.0, 0], [0, 1]])         # a -> class 0, b -> class 1
+    cut = disconnected([first[None], second[None], readout[None]])
+    # layer 1: units 1, 2 have no input; layer 2: b is fed only by unit 1, which has none
+    assert cut["units"].tolist() == [3] and cut["classes"].tolist() == [1]
+    whole = disconnected([torch.ones(2, 2, 3), torch.ones(2, 3, 2), torch.ones(2, 2, 2)])
+    assert whole["units"].tolist() == [0, 0] and whole["classes"].tolist() == [0, 0]
+    dead_end = disconnected([torch.ones(1, 2, 3), torch.zeros(1, 3, 2), torch.ones(1, 2, 2)])
+    assert dead_end["units"].tolist() == [5] and dead_end["classes"].tolist() == [2]
+
+
+@pytest.mark.parametrize("masks, match", [
+    ([], "masks must be a non-empty list"),
+    ("mask", "masks must be a non-empty list"),
+    ([torch.ones(1, 2, 3), torch.ones(1, 4, 2)],
+     r"each layer's out the next one's fan_in; got \[\(1, 2, 3\), \(1, 4, 2\)\]"),
+    ([torch.ones(2, 3)], "masks must be one"),
+    ([torch.full((1, 2, 3), 0.5)], "only 0 and 1"),
+])
+def test_disconnected_refuses_bad_masks(masks, match):
+    with pytest.raises(ValueError, match=match):
+        disconnected(masks)
+
+
+def test_iterative_magnitude_pruning_keeps_every_rounds_masks_and_the_rewound_weights():
+    model, data = tiny()
+    config = TrainConfig(steps=10, lr=1e-2, device="cpu")
+    history = iterative_magnitude_pruning(model, data, config, rounds=2, rewind_step=3, prune_readout=False)
+    sizes = [w[0].numel() for w in model.weights]
+    for i, w in enumerate(model.weights):
+        masks = history.arrays[f"masks/layer{i}"]
+        assert masks.shape == (3, 2, *w.shape[1:]) and masks.dtype == np.uint8
+        np.testing.assert_array_equal(masks[:, -1], list(model.weight_masks)[i].numpy())  # the last round's
+    pruned = [[int((history.arrays[f"masks/layer{i}"][:, r] == 0).reshape(3, -1).sum(1)[0]) for i in range(3)]
+              for r in range(2)]
+    assert pruned == [[round(share * sizes[0]), round(share * sizes[1]), 0] for share in (0.5, 0.75)]
+    assert set(k.removeprefix("rewind/") for k in history.arrays if k.startswith("rewind/")) == \
+        {name for name, _ in model.named_parameters()}
+    assert history.select(seed=1).arrays["masks/layer0"].shape[0] == 1  # per member, like every array

@@ -14,6 +14,9 @@ build each, all on scikit-learn's digits with ReLU MLPs trained by SGD with mome
 - :class:`RandomPruningSetup`: pruned at random before training, members sparsity x seeds.
   :class:`MagnitudePruningSetup`: iterative magnitude pruning with rewinding
   (:func:`genlib.measures.pruning.iterative_magnitude_pruning`), one round per sparsity.
+  :class:`TicketControlSetup`: the two controls of a ticket (its requirement "tickets", a
+  MagnitudePruningSetup): its mask on new random weights, and a random mask on its rewound weights.
+  All three keep the readout dense by default (``prune_readout``).
 
 The recipes hold fields and parts of a build and are neither trained nor computed: each concrete
 setup adds its kind, :class:`~genlib.running.experiment.TrainedExperiment` or (magnitude pruning,
@@ -33,7 +36,7 @@ from ..core.losses import LOSSES
 from ..core.models import MLP
 from ..core.train import TrainConfig, predict
 from ..measures.collapse import model_collapse, nc1_by_layer
-from ..measures.pruning import iterative_magnitude_pruning, random_masks
+from ..measures.pruning import disconnected, iterative_magnitude_pruning, random_masks
 from ..measures.scores import el2n, grand
 from ..running.experiment import Bounds, ComputedExperiment, Experiment, TrainedExperiment, TrainedRun
 
@@ -75,7 +78,13 @@ class DigitsRecipe(Experiment):
 
 @dataclass(frozen=True)
 class NeuralCollapseSetup(DigitsRecipe, TrainedExperiment):
-    """Papyan, Han and Donoho 2020: train far past zero training error and watch the last layer."""
+    """Papyan, Han and Donoho 2020: train far past zero training error and watch the last layer.
+
+    With ``loss="mse"`` and ``mse_sum`` (the default), the squared error is summed over the outputs,
+    as in Han et al. 2022, not averaged over them as genlib's "mse" is: that run is SGD on genlib's
+    mean with the step size times K = 10 outputs and the weight decay divided by K (the same updates,
+    momentum included, since SGD's decay is added to the gradient), so members keep their weight
+    decay label. ``mse_sum=False`` trains genlib's mean at the step size as given."""
 
     FULL = dict(n_train=1300, hidden=(256, 256, 256), steps=7200, weight_decays=(1e-2, 5e-3, 1e-3, 5e-4),
                 seeds=tuple(range(5)), eval_every=200)
@@ -88,13 +97,17 @@ class NeuralCollapseSetup(DigitsRecipe, TrainedExperiment):
     schedule: bool = True
     weight_decays: tuple[float, ...] = (5e-3, 5e-4)
     loss: str = "cross_entropy"
+    mse_sum: bool = True
     eval_every: int = 60
     eval_log_points: int = 15
 
     def build(self):
         seeds = self.member_values("seed")
-        config = self.config(weight_decay=self.member_values("weight_decay"), loss=self.loss)
-        return digits(self.n_train, seeds), self.network(seeds), config
+        data = digits(self.n_train, seeds)
+        k = data.num_classes if self.loss == "mse" and self.mse_sum else 1  # sum = K x mean, in the gradient
+        config = self.config(lr=self.lr * k, weight_decay=[wd / k for wd in self.member_values("weight_decay")],
+                             loss=self.loss)
+        return data, self.network(seeds), config
 
     def extra_metrics(self, data, model):
         return {"nc": lambda m: model_collapse(m, data), "depth": lambda m: nc1_by_layer(m, data)}
@@ -293,20 +306,32 @@ class DietSetup(ScoreRecipe, TrainedExperiment):
 
 @dataclass(frozen=True)
 class PruningRecipe(DigitsRecipe):
-    """The networks pruned in this chapter: two hidden layers of ``width`` units."""
+    """The networks pruned in this chapter: two hidden layers of ``width`` units. ``prune_readout``
+    False (the default) keeps the last layer (width x 10) dense and the sparsity is that of the two
+    other weight matrices: pruned like them, at 98.4% the readout keeps 20 weights and a class
+    can lose all of its own (Tanaka et al. 2020's layer collapse); Frankle and Carbin prune it at half
+    the rate."""
 
     width: int = 128
     steps: int = 500
     eval_every: int = 500
+    prune_readout: bool = False
 
     def network(self, seeds: list[int], **kw) -> MLP:
         return MLP(64, (self.width, self.width), 10, seeds, **kw)
 
+    @staticmethod
+    def cut_off(masks) -> dict[str, np.ndarray]:
+        """{"dead_units", "dead_classes"}: (S,) counts of :func:`~genlib.measures.pruning.disconnected`."""
+        cut = disconnected(list(masks))
+        return {"dead_units": cut["units"].cpu().numpy(), "dead_classes": cut["classes"].cpu().numpy()}
+
 
 @dataclass(frozen=True)
 class RandomPruningSetup(PruningRecipe, TrainedExperiment):
-    """Liu et al. 2022: every weight matrix pruned at random to a sparsity before training, then
-    trained as it is. Members: sparsity x seeds."""
+    """Liu et al. 2022: every weight matrix (but a dense readout) pruned at random to a sparsity
+    before training, then trained as it is. Members: sparsity x seeds. Arrays (S,): "dead_units"
+    and "dead_classes", what the masks cut off (:meth:`PruningRecipe.cut_off`)."""
 
     FULL = dict(seeds=tuple(range(5)), sparsities=(0.0, 0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375, 0.9921875))
     AXES = {"sparsity": "sparsities"}
@@ -317,16 +342,21 @@ class RandomPruningSetup(PruningRecipe, TrainedExperiment):
     def build(self):
         seeds = self.member_values("seed")
         model = self.network(seeds)
-        model.set_weight_masks(random_masks(model, self.member_values("sparsity")))
+        model.set_weight_masks(random_masks(model, self.member_values("sparsity"), prune_readout=self.prune_readout))
         return digits(self.n_train, seeds), model, self.config()
+
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        return replace(history, arrays=history.arrays | self.cut_off(run.model.weight_masks))
 
 
 @dataclass(frozen=True)
 class MagnitudePruningSetup(PruningRecipe, ComputedExperiment):
     """Frankle and Carbin 2019, with rewinding (Frankle et al. 2020): train; prune half of the
-    remaining weights of every layer, those of smallest magnitude; rewind the rest to their values
+    remaining weights of every layer (but a dense readout), those of smallest magnitude; rewind the rest to their values
     after ``rewind_step`` steps; train again, and repeat (:func:`~genlib.measures.pruning.iterative_magnitude_pruning`).
-    Recorded along the axis "sparsity": the dense network, then every round; members are seeds."""
+    Recorded along the axis "sparsity": the dense network, then every round; members are seeds.
+    Arrays: every round's masks and the rewound weights (see the function), and "dead_units",
+    "dead_classes" (S, rounds), what each round's masks cut off."""
 
     FULL = dict(seeds=tuple(range(5)), rounds=7)
 
@@ -341,4 +371,74 @@ class MagnitudePruningSetup(PruningRecipe, ComputedExperiment):
     def compute(self) -> History:
         seeds = self.member_values("seed")
         data, model = digits(self.n_train, seeds), self.network(seeds)
-        return iterative_magnitude_pruning(model, data, self.config(), self.rounds, self.rewind_step, self.members())
+        history = iterative_magnitude_pruning(model, data, self.config(), self.rounds, self.rewind_step,
+                                              self.members(), prune_readout=self.prune_readout)
+        if not self.rounds:
+            return history
+        layers = len(model.weights)
+        cuts = [self.cut_off([torch.from_numpy(history.arrays[f"masks/layer{i}"][:, r]) for i in range(layers)])
+                for r in range(self.rounds)]
+        arrays = {name: np.stack([c[name] for c in cuts], axis=1) for name in ("dead_units", "dead_classes")}
+        return replace(history, arrays=history.arrays | arrays)
+
+
+CONTROLS = ("reinitialized", "random mask")
+CONTROL_SEED_OFFSET = 2000  # the reinitialized tickets' new initial weights
+
+
+@dataclass(frozen=True)
+class TicketControlSetup(PruningRecipe, TrainedExperiment):
+    """Frankle and Carbin 2019's controls of the tickets of a :class:`MagnitudePruningSetup` (its
+    requirement "tickets", the same fields): after round r of ``control_rounds``, "reinitialized"
+    keeps the ticket's mask and draws new initial weights; "random mask" keeps the ticket's rewound
+    weights under a random mask of the same per-layer sparsity (the one :class:`RandomPruningSetup`
+    draws for that seed). Each trains as a round does: ``steps - rewind_step`` steps from its
+    weights, fresh optimizer. Members: control x round x seed (each on its seed's training set)."""
+
+    FULL = dict(seeds=tuple(range(5)), rounds=7, control_rounds=(6, 7))
+    AXES = {"control": "controls", "round": "control_rounds"}
+    CHOICES = {"controls": CONTROLS}
+
+    rounds: int = 6
+    rewind_step: int = 20
+    controls: tuple[str, ...] = CONTROLS
+    control_rounds: tuple[int, ...] = (5, 6)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for r in self.control_rounds:
+            check_int("control_rounds", r, low=1, high=self.rounds)
+
+    def tickets(self) -> MagnitudePruningSetup:
+        """The MagnitudePruningSetup whose tickets are controlled: this one's fields of it."""
+        return MagnitudePruningSetup(**{f.name: getattr(self, f.name) for f in fields(MagnitudePruningSetup)})
+
+    def requires(self) -> dict[str, Experiment]:
+        return {"tickets": self.tickets()}
+
+    def build(self, tickets: History):
+        members = self.members()
+        order = tickets.labels("seed")
+        ticket = [order.index(m["seed"]) for m in members]  # the ticket's member of the same seed
+        fresh = [m["control"] == "reinitialized" for m in members]
+        model = self.network([m["seed"] + CONTROL_SEED_OFFSET * f for m, f in zip(members, fresh)])
+        sparsity = [1 - 0.5 ** m["round"] for m in members]
+        drawn = random_masks(model, sparsity, prune_readout=self.prune_readout)
+        masks = []
+        for i, random_mask in enumerate(drawn):
+            found = torch.from_numpy(tickets.arrays[f"masks/layer{i}"])  # (S, rounds, fan_in, out)
+            rows = [found[t, m["round"] - 1].to(random_mask) if f else random_mask[j]
+                    for j, (m, t, f) in enumerate(zip(members, ticket, fresh))]
+            masks.append(torch.stack(rows))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                rewound = torch.from_numpy(tickets.arrays[f"rewind/{name}"]).to(p)
+                for j, (t, f) in enumerate(zip(ticket, fresh)):
+                    if not f:
+                        p[j].copy_(rewound[t])
+        model.set_weight_masks(masks)
+        rest = self.steps - self.rewind_step
+        return digits(self.n_train, self.member_values("seed")), model, self.config(steps=rest, eval_every=rest)
+
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        return replace(history, arrays=history.arrays | self.cut_off(run.model.weight_masks))

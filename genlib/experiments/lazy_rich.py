@@ -143,10 +143,12 @@ class KernelRecipe(TrainedExperiment):
     test accuracy (the sign of the output). At the end (arrays, one value per member):
     "kernel_change" on all training inputs and the first ``kernel_test`` test inputs; on those
     test inputs, the network's relative distance and sign agreement with the linearized network
-    (:func:`kernel_gradient_descent` with K0, the same steps) and with ridgeless kernel regression,
-    and their test losses and accuracies; the centred kernel-target alignment of K0 and of the
-    final NTK on the training inputs; the step sizes. The linearized network needs K0 on the test
-    inputs too: it is computed before training (:meth:`before_training`).
+    (:func:`kernel_gradient_descent` with K0, the same steps), with ridgeless kernel regression
+    with K0 ("limit_") and with ridgeless kernel regression with the final NTK ("final_kernel_":
+    where Atanasov et al. 2022 find rich networks end), and their test losses and accuracies; the
+    centred kernel-target alignment of K0 and of the final NTK on the training inputs; the step
+    sizes. The linearized network needs K0 on the test inputs too: it is computed before training
+    (:meth:`before_training`).
     """
 
     AXES = {"output_scale": "alphas"}
@@ -211,6 +213,7 @@ class KernelRecipe(TrainedExperiment):
         lr = torch.tensor(config.lr, dtype=torch.float64)
         linear = kernel_gradient_descent(k0[:, :n, :n], k0[:, n:, :n], y_train, lr, self.steps)
         limit = kernel_regression(k0[:, :n, :n].double(), k0[:, n:, :n].double(), y_train)
+        final = kernel_regression(k_end[:, :n, :n].double(), k_end[:, n:, :n].double(), y_train)  # Atanasov et al.
         net = predict(model, data.inputs(data.test_idx[:, : self.kernel_test]))[..., 0].double().cpu()
 
         def distance(reference: torch.Tensor) -> np.ndarray:
@@ -223,10 +226,13 @@ class KernelRecipe(TrainedExperiment):
             "kernel_change": relative_kernel_change(k0, k_end).numpy(),
             "linear_distance": distance(linear), "linear_agreement": agreement(linear),
             "limit_distance": distance(limit), "limit_agreement": agreement(limit),
+            "final_kernel_distance": distance(final), "final_kernel_agreement": agreement(final),
             "linear_test_acc": (linear.sign() == y_test.sign()).double().mean(1).numpy(),
             "limit_test_acc": (limit.sign() == y_test.sign()).double().mean(1).numpy(),
             "linear_test_loss": (linear - y_test).pow(2).mean(1).numpy(),
             "limit_test_loss": (limit - y_test).pow(2).mean(1).numpy(),
+            "final_kernel_test_acc": (final.sign() == y_test.sign()).double().mean(1).numpy(),
+            "final_kernel_test_loss": (final - y_test).pow(2).mean(1).numpy(),
             "net_test_loss": (net - y_test).pow(2).mean(1).numpy(),  # on the same test inputs
             "alignment_start": kernel_alignment(k0[:, :n, :n], y_train.to(k0), centered=True).numpy(),
             "alignment_end": kernel_alignment(k_end[:, :n, :n], y_train.to(k_end), centered=True).numpy(),
@@ -315,7 +321,8 @@ class CircuitRecipe(ModularRecipe):
     Besides the embedding's Fourier concentration, every evaluation keeps the logits of all p^2
     inputs (in memory only: S p^3 floats each) and the embedding's power per frequency; once trained, the key
     frequencies are read off the final network's logits (the fewest that carry ``key_share`` of
-    their Fourier power, :func:`strongest_frequencies`), and the restricted and excluded losses are
+    their Fourier power, :func:`strongest_frequencies`), and the restricted loss (on the held-out
+    inputs, comparable with the test loss) and the excluded loss (on the training inputs) are
     computed at every evaluation with them, as metrics. Arrays: the key frequencies (S, p//2),
     0-padded; the embedding spectrum at every evaluation (S, T, p//2); the final logits' spectrum;
     the final network's gradient symmetricity and distance irrelevance, which say clock or pizza
@@ -336,7 +343,7 @@ class CircuitRecipe(ModularRecipe):
     def after_training(self, history: History, run: TrainedRun) -> History:
         data, model, kept = run.data.to("cpu"), run.model, run.kept["logits"]
         keys = strongest_frequencies(logit_spectrum(kept[-1]), self.key_share)  # the final network's
-        restricted = np.stack([restricted_loss(lg, data, keys).numpy() for lg in kept])  # (T, S)
+        restricted = np.stack([restricted_loss(lg, data, keys, inputs="test").numpy() for lg in kept])  # (T, S)
         excluded = np.stack([excluded_loss(lg, data, keys).numpy() for lg in kept])
         spectrum_names = [f"spectrum/{k}" for k in range(1, self.p // 2 + 1)]
         spectra = np.stack([history.metrics.pop(n) for n in spectrum_names], -1)  # (T, S, K)

@@ -10,9 +10,11 @@ transformers.py, ``trig_loss`` and ``calculate_excluded_loss_2D_full`` in the an
 - the logits of all p^2 inputs, each output c a function of (a, b), are projected on the unit
   directions cos(w_k (a + b)) and sin(w_k (a + b)) over the p^2 inputs, separately for each c;
 - **restricted loss**: keep only the key frequencies' projections, add back each output's mean
-  over the inputs (their "bias correction", the constant term), cross-entropy on all p^2 inputs;
+  over the inputs (their "bias correction", the constant term), cross-entropy on all p^2 inputs
+  (``mode='all'``, the default of ``calculate_trig_loss``). :func:`restricted_loss` can also score
+  the held-out inputs alone (``inputs='test'``), which is what compares with the test loss;
 - **excluded loss**: subtract the key frequencies' projections from the logits (no bias
-  correction), cross-entropy on the training inputs.
+  correction), cross-entropy on the training inputs (the paper's Section 5.1 and its code).
 
 A network that memorizes has an excluded loss near its training loss and, when the key
 frequencies are a small share of the p//2, a restricted loss near chance (log p); once the Fourier
@@ -42,12 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..core._validate import check_int
+from ..core._validate import check_choice, check_int
 from ..core.data import TaskData
 from ..core.models import Ensemble
 from ..core.train import evaluation_mode
 
 SYMMETRICITY_BATCH = 1024  # triples per backward pass of gradient_symmetricity
+RESTRICTED_INPUTS = ("all", "test", "train")  # the examples restricted_loss can score
 
 Frequencies = Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
 
@@ -92,20 +95,27 @@ def key_frequencies(spectrum: torch.Tensor, count: int = 5) -> torch.Tensor:
     return spectrum.topk(count, dim=1).indices + 1
 
 
-def restricted_loss(logits: torch.Tensor, data: TaskData, frequencies: Frequencies) -> torch.Tensor:
-    """(S,) Nanda et al.'s restricted loss: cross-entropy on every example of ``data`` of the logits
-    with only the key frequencies' cos/sin(w_k (a + b)) terms and each output's mean kept.
+def restricted_loss(logits: torch.Tensor, data: TaskData, frequencies: Frequencies,
+                    inputs: str = "all") -> torch.Tensor:
+    """(S,) Nanda et al.'s restricted loss: cross-entropy of the logits with only the key
+    frequencies' cos/sin(w_k (a + b)) terms and each output's mean kept, on the examples of ``data``
+    that ``inputs`` names: "all" (every example, as the paper's code), "test" (each member's
+    held-out examples, comparable with its test loss) or "train" (its training examples).
 
     logits: (S, p, p, p) from :func:`all_pair_logits`; data: the task (``modular_arithmetic`` with
     op '+'), whose labels ``data.y`` are scored (with ``corrupt_fraction > 0``, the corrupted
     training labels too); frequencies: a list shared by the members, or one list per member (e.g.
-    the (S, n) tensor of :func:`key_frequencies`).
+    the (S, n) tensor of :func:`key_frequencies`). The ablation itself always uses the logits of
+    all p^2 inputs: only the scoring is restricted to ``inputs``.
     """
+    check_choice("inputs", inputs, RESTRICTED_INPUTS)
     p = _check_logits(logits)
     keep = _frequency_mask(frequencies, logits.shape[0], p)
+    x = _check_data(data, logits.shape[0], p)
     trig = _trig_part(logits, keep)
     ablated = trig + logits.to(torch.float64).mean((1, 2), keepdim=True)  # the constant term
-    rows = torch.arange(_check_data(data, logits.shape[0], p).shape[0]).expand(logits.shape[0], -1)
+    rows = {"all": lambda: torch.arange(x.shape[0]).expand(logits.shape[0], -1),
+            "test": lambda: data.test_idx, "train": lambda: data.train_idx}[inputs]()
     return _cross_entropy(ablated, data, rows)
 
 

@@ -86,7 +86,10 @@ def build_at_full_scale(cls: type, directory=None, requirement_steps: int = 2):
     setup = cls.at_scale("full")
     inputs = {}
     if setup.requires():
-        setup = dataclasses.replace(setup, steps=requirement_steps)
+        shorter = {"steps": requirement_steps}
+        if hasattr(setup, "rewind_step"):  # a step inside the run (lottery tickets): keep it inside
+            shorter["rewind_step"] = requirement_steps - 1
+        setup = dataclasses.replace(setup, **shorter)
         required = setup.requires()
         inputs = dict(zip(required, sweep(list(required.values()), directory=directory, progress=False)))
     data, model, config = setup.build(**inputs)
