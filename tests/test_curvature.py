@@ -12,6 +12,7 @@ from genlib.measures.curvature import (
     hessian_trace,
     hessian_vector_product,
     preconditioned_top_eigenvalue,
+    top_eigenpair,
     top_eigenvalue,
 )
 
@@ -64,6 +65,54 @@ def test_top_eigenvalue_when_a_negative_eigenvalue_dominates():
     assert -spectra[0][0] > 1.3 * spectra[0][-1], "member 0's most negative eigenvalue dominates"
     top = top_eigenvalue(model, data, "mse", iterations=300)
     np.testing.assert_allclose(top.numpy(), [s[-1] for s in spectra], rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_top_eigenpair_stops_at_its_tolerance_and_a_warm_start_needs_few_products(loss):
+    model, data = tiny(loss)
+    expected = np.array([spectrum[-1] for spectrum in dense_spectra(model, data, loss)])
+    cold = top_eigenpair(model, data, loss, tolerance=1e-10, max_iterations=500)
+    np.testing.assert_allclose(cold.values.numpy(), expected, rtol=1e-6)
+    assert cold.iterations.shape == (3,) and torch.all((cold.iterations >= 2) & (cold.iterations < 500))
+    for s in range(3):  # a unit eigenvector: H v = lambda v
+        v = flat(cold.vectors, s)
+        torch.testing.assert_close(v.norm(), torch.tensor(1.0, dtype=v.dtype))
+        torch.testing.assert_close(dense_hessian(model, data, loss, s) @ v, cold.values[s] * v, rtol=0, atol=1e-4)
+    warm = top_eigenpair(model, data, loss, tolerance=1e-6, start=cold.vectors)
+    np.testing.assert_allclose(warm.values.numpy(), expected, rtol=1e-6)
+    assert torch.all(warm.iterations == 2)  # one product to read, one to see it settled
+    loose = top_eigenpair(model, data, loss, tolerance=1e-2)
+    assert torch.all(loose.iterations <= cold.iterations) and np.all(loose.values.numpy() <= expected * (1 + 1e-9))
+    capped = top_eigenpair(model, data, loss, tolerance=1e-12, max_iterations=3)
+    assert torch.all((capped.iterations == 3) | (capped.iterations == 6))  # 6: a shifted pass for a negative estimate
+
+
+def test_top_eigenpair_members_are_independent_and_bad_starts_fall_back_to_random():
+    model, data = tiny("mse")
+    reference = top_eigenpair(model, data, "mse", tolerance=1e-8)
+    start = [v.clone() for v in reference.vectors]
+    for v in start:
+        v[1] = float("nan")  # member 1: a diverged run's vector; the others keep their warm start
+    again = top_eigenpair(model, data, "mse", tolerance=1e-8, start=start)
+    np.testing.assert_allclose(again.values.numpy(), reference.values.numpy(), rtol=1e-6)
+    assert again.iterations[0] == 2 and again.iterations[1] == reference.iterations[1]
+
+
+def test_top_eigenpair_of_a_diverged_member_is_nan_and_the_others_are_unaffected():
+    model, data = tiny("mse")
+    reference = top_eigenpair(model, data, "mse", tolerance=1e-8)
+    with torch.no_grad():
+        next(model.parameters())[1] = float("inf")  # member 1 has diverged
+    pair = top_eigenpair(model, data, "mse", tolerance=1e-8)
+    assert torch.isnan(pair.values[1]) and pair.iterations[1] == 1
+    np.testing.assert_allclose(pair.values[[0, 2]].numpy(), reference.values[[0, 2]].numpy(), rtol=1e-6)
+
+
+def test_top_eigenpair_when_a_negative_eigenvalue_dominates():
+    model, data = tiny("mse", target_scale=10.0)
+    spectra = dense_spectra(model, data, "mse")
+    pair = top_eigenpair(model, data, "mse", tolerance=1e-10, max_iterations=2000)
+    np.testing.assert_allclose(pair.values.numpy(), [s[-1] for s in spectra], rtol=1e-4)
 
 
 def test_hutchinson_trace_is_close_with_many_samples():
@@ -158,6 +207,10 @@ def test_a_subset_of_examples_and_evaluation_mode():
      "preconditioner"),
     (lambda m, d: preconditioned_top_eigenvalue(m, d, "mse", [torch.zeros_like(p) for p in m.parameters()]),
      "preconditioner"),
+    (lambda m, d: top_eigenpair(m, d, "mse", tolerance=0.0), "tolerance"),
+    (lambda m, d: top_eigenpair(m, d, "mse", tolerance=1.5), "tolerance"),
+    (lambda m, d: top_eigenpair(m, d, "mse", max_iterations=1), "max_iterations"),
+    (lambda m, d: top_eigenpair(m, d, "mse", start=[torch.zeros_like(p) for p in m.parameters()][1:]), "start"),
     (lambda m, d: adam_preconditioner(EnsembleOptimizer(list(m.parameters()), "adamw", torch.ones(3),
                                                         torch.zeros(3))), "step_count"),
 ])

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from genlib.core.models import MLP
 from genlib.experiments.sharpness import (
     CatapultSetup,
     DigitsRecipe,
+    EscapeSetup,
     HessianSpectrumSetup,
     LargeBatchSetup,
     PerceptronSetup,
@@ -16,6 +18,9 @@ from genlib.experiments.sharpness import (
     StabilityGrid,
     StabilitySetup,
     batch_label,
+    flat_parameters,
+    load_flat_parameters,
+    normalized_margin,
     steps_to_separate,
     two_digit_classes,
 )
@@ -23,7 +28,8 @@ from genlib.measures.curvature import dense_hessian, top_eigenvalue
 from genlib.running.experiment import Experiment
 from genlib.running.grid import Grid
 
-TINY = dict(n_train=60, hidden=(8,), steps=30, eval_every=10, power_iterations=5, trace_samples=2, seeds=(0,))
+TINY = dict(n_train=60, hidden=(8,), steps=30, eval_every=10, eval_log_points=0, lanczos_iterations=5, trace_samples=2,
+            seeds=(0,))
 
 
 def test_grid_names_one_setup_per_batch_size_and_sam_at_the_compared_step():
@@ -52,7 +58,7 @@ def test_recipes_are_abstract_and_each_setup_declares_only_its_own_axis():
     names = {cls: {f.name for f in fields(cls)} for cls in (StabilitySetup, CatapultSetup, HessianSpectrumSetup)}
     assert "lrs" in names[StabilitySetup] and "multiples" not in names[StabilitySetup]
     assert "multiples" in names[CatapultSetup] and not {"lrs", "batch_size", "sam_radius"} & names[CatapultSetup]
-    assert not {"eval_every", "power_iterations", "trace_samples"} & names[HessianSpectrumSetup]
+    assert not {"eval_every", "lanczos_iterations", "trace_samples"} & names[HessianSpectrumSetup]
 
 
 @pytest.mark.parametrize("cls, settings, named", [
@@ -64,7 +70,11 @@ def test_recipes_are_abstract_and_each_setup_declares_only_its_own_axis():
     (StabilitySetup, dict(eval_every=0), "eval_every"),
     (StabilitySetup, dict(n_train=1797), "n_train"),
     (CatapultSetup, dict(multiples=()), "multiples"),
-    (CatapultSetup, dict(power_iterations=0), "power_iterations"),
+    (CatapultSetup, dict(lanczos_iterations=1), "lanczos_iterations"),
+    (StabilitySetup, dict(lanczos_tolerance=0.0), "lanczos_tolerance"),
+    (EscapeSetup, dict(lr=0.3), "lr"),
+    (EscapeSetup, dict(n_train=500), "start"),
+    (EscapeSetup, dict(batch_size=0), "batch_size"),
     (HessianSpectrumSetup, dict(hidden=(0,)), "hidden"),
     (PerceptronSetup, dict(lrs=()), "lrs"),
     (LargeBatchSetup, dict(momentum=1.0), "momentum"),
@@ -74,12 +84,56 @@ def test_bad_settings_are_refused_when_the_setup_is_made(cls, settings, named):
         cls(**settings)
 
 
-def test_stability_run_records_sharpness_and_trace_per_member():
+def test_stability_run_records_sharpness_its_iterations_trace_and_final_parameters_per_member():
     setup = StabilitySetup(lrs=(0.2, 0.4), **TINY)
     history = setup.compute()
-    assert history["sharpness"].shape == (len(history.steps), 2)
+    assert history["sharpness"].shape == history["sharpness_iterations"].shape == (len(history.steps), 2)
     assert np.all(history["sharpness"] > 0) and history.arrays["trace"].shape == (2,)
+    assert np.all((history["sharpness_iterations"] >= 2) & (history["sharpness_iterations"] <= 5 * 2))
     assert [m["lr"] for m in history.members] == [0.2, 0.4]
+    data, model, _ = setup.build()
+    assert history.arrays["final_params"].shape == flat_parameters(model).shape  # (members, parameters)
+    assert not np.array_equal(history.arrays["final_params"], flat_parameters(model))  # trained
+
+
+def test_flat_parameters_round_trip_and_refuse_a_wrong_shape():
+    model = MLP(5, (3,), 2, [0, 1])
+    flat = flat_parameters(model)
+    assert flat.shape == (2, 5 * 3 + 3 + 3 * 2 + 2)
+    other = load_flat_parameters(MLP(5, (3,), 2, [7, 8]), flat)
+    np.testing.assert_array_equal(flat_parameters(other), flat)
+    with pytest.raises(ValueError, match="flat must be shaped .*got \\(2, 25\\)"):
+        load_flat_parameters(model, flat[:, 1:])
+
+
+def test_escape_test_starts_sgd_at_the_end_point_of_its_requirement():
+    start = StabilitySetup(lrs=(0.4, 0.8), **TINY)
+    setup = EscapeSetup.of(start, lr=0.8, batch_size=8, steps=10, eval_every=5, lanczos_iterations=5, trace_samples=1)
+    assert setup.requires() == {"start": start} and setup.seeds == start.seeds
+    gd = start.compute()
+    data, model, config = setup.build(start=gd)
+    np.testing.assert_array_equal(flat_parameters(model), gd.select(lr=0.8).arrays["final_params"])
+    assert config.batch_size == 8 and config.lr == [0.8] and config.steps == 10
+    history = setup.compute(start=gd)
+    assert list(history.steps) == [0, 5, 10]
+    np.testing.assert_allclose(history["train_loss"][0], gd.select(lr=0.8).final("train_loss"), rtol=1e-5)
+
+
+def test_escape_test_at_full_scale_continues_the_full_scale_gradient_descent_run():
+    full = EscapeSetup.at_scale("full")
+    assert full.start == StabilityGrid.at_scale("full").setups()["full batch"] and full.seeds == full.start.seeds
+
+
+def test_normalized_margin_of_a_linear_two_class_model():
+    model = MLP(2, (), 2, [0], init_scale=0.0)
+    with torch.no_grad():  # logit 1 - logit 0 = 3 x_0 + 4 x_1 - 1, ||(w, b)|| = sqrt(26)
+        weight, bias = list(model.parameters())
+        weight[0, :, 1] = torch.tensor([3.0, 4.0])  # (members, inputs, outputs)
+        bias[..., 1] = -1.0
+    x = torch.tensor([[[1.0, 1.0], [0.0, 0.0], [1.0, 0.0]]])
+    y = torch.tensor([[1, 0, 1]])
+    np.testing.assert_allclose(normalized_margin(model, x, y).numpy(), [1 / np.sqrt(26)], rtol=1e-6)
+    assert float(normalized_margin(MLP(2, (), 2, [0], init_scale=0.0), x, y)[0]) == 0.0
 
 
 def test_edge_of_stability_at_small_scale():
@@ -96,7 +150,7 @@ def test_edge_of_stability_at_small_scale():
 def test_catapult_step_sizes_are_multiples_of_each_members_own_two_over_lambda0():
     setup = CatapultSetup(n_train=50, hidden=(32,), multiples=(0.5, 2.0), seeds=(0, 1), steps=5)
     data, model, config = setup.build()
-    lambda0 = top_eigenvalue(model, data, CatapultSetup.LOSS, iterations=50)
+    lambda0 = top_eigenvalue(model, data, CatapultSetup.LOSS, iterations=500)  # power iteration, run long
     expected = [m * 2 / float(s) for m, s in zip(setup.member_values("multiple"), lambda0)]
     assert np.allclose(config.lr, expected, rtol=1e-4)
 
@@ -121,9 +175,12 @@ def test_perceptron_setup_starts_at_zero_and_counts_steps_to_separate():
     history = setup.compute()
     steps = {lr: steps_to_separate(history.select(lr=lr)) for lr in setup.lrs}
     assert np.isnan(steps[0.01][0]) and np.isfinite(steps[1e4][0])  # tiny steps: not separated in 40
+    margin = history.select(lr=1e4)["margin"]
+    assert margin[0, 0] == 0 and margin[-1, 0] > 0  # from w = 0 to a separating direction
 
 
 def test_hessian_spectrum_gives_every_eigenvalue_sorted():
+    assert HessianSpectrumSetup.of(StabilitySetup(), lr=0.8, seeds=(0, 1, 2)).seeds == (0, 1, 2)
     setup = HessianSpectrumSetup.of(StabilitySetup(steps=20), lr=0.8, n_train=30, hidden=(4,))
     assert (setup.lrs, setup.seeds, setup.steps, setup.activation) == ((0.8,), (0,), 20, "tanh")
     history = setup.compute()

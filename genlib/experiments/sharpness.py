@@ -4,11 +4,15 @@
   error; :class:`SharpnessRecipe` (abstract) adds the sharpness (top Hessian eigenvalue on the whole
   training set) read during training and the Hessian trace read at the end.
 - :class:`StabilitySetup`: gradient descent (full batch or minibatches, optionally SAM) at several
-  step sizes (the ensemble's axis). :class:`StabilityGrid` gives one per batch size, and SAM.
+  step sizes (the ensemble's axis), keeping each member's final parameters. :class:`StabilityGrid`
+  gives one per batch size, and SAM.
+- :class:`EscapeSetup`: Wu et al. 2018's escape test: minibatch SGD started from the end point of a
+  :class:`StabilitySetup` run (its requirement).
 - :class:`CatapultSetup`: step sizes set per member as multiples of 2 / (its own initial sharpness).
 - :class:`HessianSpectrumSetup`: every Hessian eigenvalue of a small network of the same kind,
   before and after training.
-- :class:`PerceptronSetup`: logistic regression on separable data at growing step sizes.
+- :class:`PerceptronSetup`: logistic regression on separable data at growing step sizes, with its
+  normalized margin.
 - :class:`LargeBatchSetup`: small and large batches on CIFAR-10 at equal epochs and equal updates
   (full scale only: CIFAR-10 is downloaded).
 """
@@ -25,8 +29,8 @@ from ..core.cifar import TEST_IMAGES, TRAIN_IMAGES, cifar10
 from ..core.data import DIGITS_IMAGES, TaskData, digit_inputs, digits, load_digits
 from ..core.history import History
 from ..core.models import ACTIVATIONS, MLP, Ensemble
-from ..core.train import TrainConfig
-from ..measures.curvature import dense_hessian, hessian_trace, top_eigenvalue
+from ..core.train import TrainConfig, evaluation_mode
+from ..measures.curvature import dense_hessian, hessian_trace, top_eigenpair
 from ..running.experiment import Bounds, TrainedExperiment, TrainedRun
 from ..running.grid import Grid
 
@@ -49,7 +53,7 @@ class DigitsRecipe(TrainedExperiment):
     activation: str = "tanh"
     init_scale: float = 0.5
     steps: int = 1000
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
     def digits_task(self, lrs: list[float], **config: Any) -> tuple[TaskData, Ensemble, TrainConfig]:
         """The data, the network (one member per entry of :meth:`members`) and plain SGD at step
@@ -63,15 +67,21 @@ class DigitsRecipe(TrainedExperiment):
 @dataclass(frozen=True)
 class SharpnessRecipe(DigitsRecipe):
     """The digits recipe with its sharpness read every ``eval_every`` steps (and at
-    ``eval_log_points`` log-spaced early steps) by power iteration, and its Hessian trace
-    (Hutchinson's estimator) read at the end, both on the whole training set."""
+    ``eval_log_points`` log-spaced early steps) by the Lanczos method, and its Hessian trace
+    (Hutchinson's estimator) read at the end, both on the whole training set.
 
-    BOUNDS = {"eval_every": AT_LEAST_ONE, "eval_log_points": AT_LEAST_ZERO, "power_iterations": AT_LEAST_ONE,
-              "trace_samples": AT_LEAST_ONE}
+    Each reading starts from the previous reading's eigenvector (a warm start) and stops once the
+    estimate changes by at most ``lanczos_tolerance`` (relative) between two Hessian-vector
+    products, or after ``lanczos_iterations``; the products each reading took are recorded as
+    "sharpness_iterations"."""
+
+    BOUNDS = {"eval_every": AT_LEAST_ONE, "eval_log_points": AT_LEAST_ZERO, "lanczos_iterations": Bounds(2),
+              "lanczos_tolerance": Bounds(0.0, 1.0, low_open=True), "trace_samples": AT_LEAST_ONE}
 
     eval_every: int = 25
     eval_log_points: int = 0  # extra log-spaced readings in the first steps
-    power_iterations: int = 20
+    lanczos_iterations: int = 100  # at most, per reading
+    lanczos_tolerance: float = 1e-3
     trace_samples: int = 20
 
     def tracked_task(self, lrs: list[float], **config: Any) -> tuple[TaskData, Ensemble, TrainConfig]:
@@ -79,11 +89,52 @@ class SharpnessRecipe(DigitsRecipe):
         return self.digits_task(lrs, eval_every=self.eval_every, eval_log_points=self.eval_log_points, **config)
 
     def extra_metrics(self, data, model):
-        return {"sharpness": lambda m: top_eigenvalue(m, data, self.LOSS, iterations=self.power_iterations)}
+        reader = SharpnessReader(data, self.LOSS, self.lanczos_tolerance, self.lanczos_iterations)
+        return {"sharpness": reader, "sharpness_iterations": reader.iterations_used}
 
     def after_training(self, history: History, run: TrainedRun) -> History:
         trace = hessian_trace(run.model, run.data, self.LOSS, samples=self.trace_samples)
         return replace(history, arrays=history.arrays | {"trace": trace.detach().cpu().numpy()})
+
+
+class SharpnessReader:
+    """The sharpness metric: each call reads every member's top Hessian eigenvalue with
+    :func:`~genlib.measures.curvature.top_eigenpair`, warm-started from the eigenvectors of the
+    call before; :meth:`iterations_used` gives the products the last call took (read it after)."""
+
+    def __init__(self, data: TaskData, loss: str, tolerance: float, max_iterations: int):
+        self.data, self.loss, self.tolerance, self.max_iterations = data, loss, tolerance, max_iterations
+        self.vectors: list[torch.Tensor] | None = None
+        self.used: torch.Tensor | None = None
+
+    def __call__(self, model: Ensemble) -> torch.Tensor:
+        pair = top_eigenpair(model, self.data, self.loss, tolerance=self.tolerance,
+                             max_iterations=self.max_iterations, start=self.vectors)
+        self.vectors, self.used = [v.detach() for v in pair.vectors], pair.iterations
+        return pair.values.detach()
+
+    def iterations_used(self, model: Ensemble) -> torch.Tensor:
+        if self.used is None:
+            raise ValueError("iterations_used must be read after a sharpness reading; got none yet")
+        return self.used.float()
+
+
+def flat_parameters(model: Ensemble) -> np.ndarray:
+    """(S, P) every member's parameters flattened in ``model.parameters()`` order."""
+    return torch.cat([p.detach().flatten(1) for p in model.parameters()], 1).cpu().numpy()
+
+
+def load_flat_parameters(model: Ensemble, flat: np.ndarray) -> Ensemble:
+    """Set every member's parameters from ``flat`` (S, P), as :func:`flat_parameters` gives them."""
+    params = list(model.parameters())
+    sizes = [p[0].numel() for p in params]
+    expected = (model.members, sum(sizes))
+    if tuple(np.shape(flat)) != expected:
+        raise ValueError(f"flat must be shaped (members, parameters) = {expected}; got {tuple(np.shape(flat))}")
+    with torch.no_grad():
+        for p, piece in zip(params, torch.as_tensor(np.asarray(flat)).split(sizes, dim=1)):
+            p.copy_(piece.reshape(p.shape))
+    return model
 
 
 @dataclass(frozen=True)
@@ -97,9 +148,57 @@ class StabilitySetup(SharpnessRecipe):
     lrs: tuple[float, ...] = (0.4, 0.8, 1.6, 3.2)
     batch_size: int | None = None  # None: full batch (gradient descent)
     sam_radius: float = 0.0
+    eval_every: int = 50
+    eval_log_points: int = 8  # early readings, e.g. near 4, 16 and 64 steps (epochs of the minibatch runs)
 
     def build(self):
         return self.tracked_task(self.member_values("lr"), batch_size=self.batch_size, sam_radius=self.sam_radius)
+
+    def after_training(self, history: History, run: TrainedRun) -> History:
+        """The trace, and each member's final parameters ("final_params", (S, P)) for :class:`EscapeSetup`."""
+        history = super().after_training(history, run)
+        return replace(history, arrays=history.arrays | {"final_params": flat_parameters(run.model)})
+
+
+@dataclass(frozen=True)
+class EscapeSetup(SharpnessRecipe):
+    """Wu et al. 2018's escape test: minibatch SGD (batches of ``batch_size``, step size ``lr``) for
+    ``steps`` steps, started at the end point of ``start``'s members at ``lr`` (its requirement,
+    e.g. the full-batch run of :class:`StabilityGrid`). Does SGD stay at gradient descent's
+    minimum or leave it? Members are seeds, each continuing its own seed's run on the same data."""
+
+    FULL = {k: v for k, v in StabilitySetup.FULL.items() if k != "steps"} | dict(
+        start=replace(StabilitySetup(), **StabilitySetup.FULL), steps=1000)
+    BOUNDS = {"lr": POSITIVE, "batch_size": AT_LEAST_ONE}
+
+    start: StabilitySetup = StabilitySetup()
+    lr: float = 0.8
+    batch_size: int = 4
+    steps: int = 500
+    eval_every: int = 50
+    eval_log_points: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        digits_fields = ("n_train", "hidden", "activation", "init_scale", "seeds")
+        differ = [f for f in digits_fields if getattr(self, f) != getattr(self.start, f)]
+        if differ:
+            raise ValueError(f"start must train the same task and network ({', '.join(differ)}); use EscapeSetup.of")
+        if self.lr not in self.start.lrs:
+            raise ValueError(f"lr must be one of start's step sizes {self.start.lrs}; got {self.lr}")
+
+    @classmethod
+    def of(cls, start: StabilitySetup, **settings: Any) -> EscapeSetup:
+        """The escape test from ``start``'s end point; ``settings``: lr, batch_size, steps, ..."""
+        same = {f: getattr(start, f) for f in ("n_train", "hidden", "activation", "init_scale", "seeds")}
+        return cls(start=start, **same, **settings)
+
+    def requires(self):
+        return {"start": self.start}
+
+    def build(self, start: History):
+        data, model, config = self.tracked_task([self.lr] * len(self.members()), batch_size=self.batch_size)
+        return data, load_flat_parameters(model, start.select(lr=self.lr).arrays["final_params"]), config
 
 
 @dataclass(frozen=True)
@@ -113,19 +212,21 @@ class StabilityGrid(Grid):
     batch_sizes: tuple[int | None, ...] = (None, 64, 16, 4)
     compared_lr: float = 0.8
     sam_radii: tuple[float, ...] = (0.05,)
-    minibatch_sharpness_every: int = 100  # a reading costs as much as many cheap minibatch steps
-    sam_sharpness_every: int = 50
+    minibatch_sharpness_every: int = 200  # a reading costs as much as many cheap minibatch steps
+    sam_sharpness_every: int = 100
 
     def setups(self) -> dict[str, StabilitySetup]:
         """{"full batch" | "batch 64" | ...: its setup}."""
-        return {batch_label(b): s if b is None else replace(s, eval_every=self.minibatch_sharpness_every)
+        return {batch_label(b): s if b is None else replace(s, eval_every=self.minibatch_sharpness_every,
+                                                             eval_log_points=0)
                 for b, s in self.vary("batch_size", self.batch_sizes).items()}
 
     def sam_setups(self) -> dict[str, StabilitySetup]:
         """{"SAM rho=0.05" | ...: full-batch SAM at ``compared_lr``}."""
         gd = self.setups()[batch_label(None)]
         return {f"SAM rho={r:g}": replace(gd, lrs=(self.compared_lr,), sam_radius=r,
-                                          eval_every=self.sam_sharpness_every) for r in self.sam_radii}
+                                          eval_every=self.sam_sharpness_every, eval_log_points=0)
+                for r in self.sam_radii}
 
 
 def batch_label(batch_size: int | None) -> str:
@@ -150,13 +251,12 @@ class CatapultSetup(SharpnessRecipe):
     steps: int = 200
     eval_every: int = 20
     eval_log_points: int = 30
-    power_iterations: int = 10
     trace_samples: int = 1
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def build(self):
         data, model, config = self.tracked_task([1.0] * len(self.members()))
-        initial = top_eigenvalue(model, data, self.LOSS, iterations=50)  # (S,) lambda_0
+        initial = top_eigenpair(model, data, self.LOSS, tolerance=1e-6, max_iterations=200).values  # (S,) lambda_0
         lrs = [m * 2 / float(s) for m, s in zip(self.member_values("multiple"), initial)]
         return data, model, replace(config, lr=lrs)
 
@@ -179,11 +279,11 @@ class HessianSpectrumSetup(DigitsRecipe):
     seeds: tuple[int, ...] = (0,)
 
     @classmethod
-    def of(cls, setup: StabilitySetup, lr: float, seed: int = 0, **sizes: Any) -> HessianSpectrumSetup:
-        """The spectrum of one network of ``setup``'s kind (its activation, initial scale and number
-        of steps) at step size ``lr``; ``sizes``: n_train and hidden, if not the defaults."""
+    def of(cls, setup: StabilitySetup, lr: float, seeds: tuple[int, ...] = (0,), **sizes: Any) -> HessianSpectrumSetup:
+        """The spectra of networks of ``setup``'s kind (its activation, initial scale and number of
+        steps) at step size ``lr``, one per seed; ``sizes``: n_train and hidden, if not the defaults."""
         return cls(activation=setup.activation, init_scale=setup.init_scale, steps=setup.steps, lrs=(lr,),
-                   seeds=(seed,), **sizes)
+                   seeds=tuple(seeds), **sizes)
 
     def build(self):
         return self.digits_task(self.member_values("lr"), eval_every=self.steps, eval_log_points=0)
@@ -204,7 +304,8 @@ class HessianSpectrumSetup(DigitsRecipe):
 @dataclass(frozen=True)
 class PerceptronSetup(TrainedExperiment):
     """Logistic regression by full-batch gradient descent on separable data (two digit classes),
-    at growing step sizes (the ensemble's axis): steps until every training point is classified."""
+    at growing step sizes (the ensemble's axis): steps until every training point is classified,
+    and the normalized margin on the training set at every step ("margin")."""
 
     AXES = {"lr": "lrs"}
     BOUNDS = {"lrs": POSITIVE, "steps": AT_LEAST_ONE}
@@ -221,6 +322,29 @@ class PerceptronSetup(TrainedExperiment):
         config = TrainConfig(steps=self.steps, lr=self.member_values("lr"), optimizer="sgd",
                              eval_every=1, eval_log_points=0)
         return data, model, config
+
+    def extra_metrics(self, data, model):
+        x, y = data.batch(data.train_idx)
+        return {"margin": lambda m: normalized_margin(m, x, y)}
+
+
+def normalized_margin(model: Ensemble, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(S,) min over the examples of (2y - 1) f(x) / ||(w, b)|| for each member's linear two-class
+    model, f = logit 1 - logit 0 = w.x + b (w and b read off the model's outputs at 0 and at the
+    unit inputs); negative while some example is misclassified, 0 at w = b = 0."""
+    like = next(model.parameters())
+    x, y = x.to(like), y.to(like.device)
+    members, _, dim = x.shape
+    with torch.no_grad(), evaluation_mode(model):
+        probes = torch.cat([torch.zeros(1, dim), torch.eye(dim)]).to(like).expand(members, dim + 1, dim)
+        out = model(probes)
+        f_probe = out[..., 1] - out[..., 0]  # (S, 1 + dim)
+        b, w = f_probe[:, 0], f_probe[:, 1:] - f_probe[:, :1]
+        logits = model(x)
+        f = logits[..., 1] - logits[..., 0]
+        norm = torch.sqrt((w * w).sum(1) + b * b)
+        worst = ((2 * y - 1).to(f) * f).min(1).values
+        return torch.where(norm > 0, worst / norm, torch.zeros_like(worst))
 
 
 def two_digit_classes(classes: tuple[int, int], seeds, n_train: int = 150, n_test: int = 150) -> TaskData:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.func import functional_call
 
-from ..core._validate import check_choice, check_int
+from ..core._validate import check_choice, check_float, check_int
 from ..core.data import TaskData
 from ..core.losses import LOSSES, per_example_loss
 from ..core.models import Ensemble
@@ -54,6 +55,52 @@ def top_eigenvalue(
     check_int("iterations", iterations, low=1)
     start = next(_random_vectors(model, "normal", seed))
     return _top_of(_hessian_operator(model, data, loss, subset), start, iterations)
+
+
+@dataclass(frozen=True)
+class Eigenpair:
+    """What :func:`top_eigenpair` returns: per member, the top eigenvalue (S,), its eigenvector (unit
+    norm, shaped like the parameters) and the Hessian-vector products it took (S,) integers."""
+
+    values: torch.Tensor
+    vectors: Vectors
+    iterations: torch.Tensor
+
+
+def top_eigenpair(
+    model: Ensemble,
+    data: TaskData,
+    loss: str,
+    tolerance: float = 1e-3,
+    max_iterations: int = 100,
+    start: Vectors | None = None,
+    seed: int = 0,
+    subset: int | None = None,
+) -> Eigenpair:
+    """Each member's largest Hessian eigenvalue and its eigenvector, by the Lanczos method (with
+    full reorthogonalization), stopping per member once the top Ritz value changes by at most
+    ``tolerance`` times its size between two Hessian-vector products (or after
+    ``max_iterations``; a member whose estimate is not finite stops at once). ``start``: the first
+    vectors (e.g. the previous reading's eigenvectors, a warm start), shaped like the parameters;
+    a member whose start is zero or not finite starts from the random vector
+    :func:`top_eigenvalue` uses.
+
+    The top Ritz value never decreases from one product to the next and never exceeds
+    lambda_max: it approaches the top eigenvalue from below, the algebraically largest one even
+    where a negative eigenvalue has the largest magnitude. Where lambda_1 and lambda_2 are close
+    it converges much faster than power iteration (whose error falls like (lambda_2 /
+    lambda_1)^(2k)); from a good warm start it settles in a few products.
+    """
+    check_float("tolerance", tolerance, low=0.0, low_open=True, high=1.0)
+    check_int("max_iterations", max_iterations, low=2)
+    params = list(model.parameters())
+    first = next(_random_vectors(model, "normal", seed))
+    if start is not None:
+        _check_vectors("start", start, params)
+        norms = _dot(start, start)
+        usable = torch.isfinite(norms) & (norms > 0)
+        first = [torch.where(_member_mask(usable, r), v.to(r), r) for v, r in zip(start, first)]
+    return _lanczos_until(_hessian_operator(model, data, loss, subset), first, max_iterations, tolerance)
 
 
 def hessian_trace(
@@ -218,6 +265,61 @@ def _power_iteration(operator: Callable[[Vectors], Vectors], v: Vectors, iterati
         value = _dot(v, w)
         v = w
     return value
+
+
+def _member_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(S,) booleans -> (S, 1, ..., 1) to pick whole members of a tensor shaped like a parameter."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _lanczos_until(
+    operator: Callable[[Vectors], Vectors], v: Vectors, max_iterations: int, tolerance: float
+) -> Eigenpair:
+    """Lanczos per member (the members' Krylov bases are built side by side, one product for all):
+    each member's top Ritz value, its Ritz vector (unit norm) and the products it took, frozen at
+    the product where the Ritz value first moved by <= ``tolerance`` x its size."""
+    members = v[0].shape[0]
+    like = v[0]
+    value = torch.full((members,), float("nan"), dtype=like.dtype, device=like.device)
+    used = torch.zeros(members, dtype=torch.long, device=like.device)
+    done = torch.zeros(members, dtype=torch.bool, device=like.device)
+    unit = lambda u: _scale(torch.where(_dot(u, u) > 0, _dot(u, u).rsqrt(), torch.zeros(members).to(like)), u)
+    q = unit(v)
+    vectors = q
+    basis: list[Vectors] = [q]
+    alphas: list[torch.Tensor] = []
+    betas: list[torch.Tensor] = []
+    for k in range(1, max_iterations + 1):
+        w = operator(q)
+        alphas.append(_dot(q, w))
+        for _ in range(2):  # full reorthogonalization, twice (float32)
+            for b in basis:
+                w = [wi - ci for wi, ci in zip(w, _scale(_dot(b, w), b))]
+        beta = _dot(w, w).sqrt()
+        tri = torch.diag_embed(torch.stack(alphas, 1))  # (S, k, k) the tridiagonal T_k
+        if k > 1:
+            off = torch.stack(betas, 1)
+            tri = tri + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+        finite = torch.isfinite(tri).flatten(1).all(1)  # a diverged member's products are not
+        ritz, coefficients = torch.linalg.eigh(torch.where(finite[:, None, None], tri, 0.0).double())  # ascending
+        top = torch.where(finite, ritz[:, -1].to(like.dtype), float("nan"))
+        settled = ((top - value).abs() <= tolerance * top.abs()) | ~torch.isfinite(top) | (beta <= 1e-12 * top.abs())
+        newly = ~done & (settled | (k == max_iterations))
+        active = ~done
+        value = torch.where(active, top, value)
+        used = torch.where(active, torch.full_like(used, k), used)
+        if newly.any():
+            s_top = coefficients[:, :, -1].to(like.dtype)  # (S, k) the top Ritz vector in the basis
+            ritz_vector = [sum(broadcast_per_member(s_top[:, j], b[i]) * b[i] for j, b in enumerate(basis))
+                           for i in range(len(q))]
+            vectors = [torch.where(_member_mask(newly, r), r, old) for r, old in zip(ritz_vector, vectors)]
+        done = done | newly
+        if bool(done.all()):
+            break
+        betas.append(beta)
+        q = _scale(torch.where(beta > 0, beta.reciprocal(), torch.zeros_like(beta)), w)
+        basis.append(q)
+    return Eigenpair(value, unit(vectors), used)
 
 
 def _top_of(operator: Callable[[Vectors], Vectors], start: Vectors, iterations: int) -> torch.Tensor:
