@@ -81,7 +81,9 @@ class NeuralCollapseSetup(DigitsRecipe, TrainedExperiment):
     """Papyan, Han and Donoho 2020: train far past zero training error and watch the last layer.
 
     With ``loss="mse"`` and ``mse_sum`` (the default), the squared error is summed over the outputs,
-    as in Han et al. 2022, not averaged over them as genlib's "mse" is: that run is SGD on genlib's
+    as in Han et al. 2022's definition (which has a factor 1/2, so this step is their 2x; their
+    released code averages over the outputs, with a step size tuned per loss), not averaged over
+    them as genlib's "mse" is: that run is SGD on genlib's
     mean with the step size times K = 10 outputs and the weight decay divided by K (the same updates,
     momentum included, since SGD's decay is added to the gradient), so members keep their weight
     decay label. ``mse_sum=False`` trains genlib's mean at the step size as given."""
