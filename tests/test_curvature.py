@@ -87,6 +87,30 @@ def test_top_eigenpair_stops_at_its_tolerance_and_a_warm_start_needs_few_product
     assert torch.all((capped.iterations == 3) | (capped.iterations == 6))  # 6: a shifted pass for a negative estimate
 
 
+def test_top_eigenpair_residual_rule_stops_near_an_eigenpair():
+    model, data = tiny("mse")
+    expected = np.array([spectrum[-1] for spectrum in dense_spectra(model, data, "mse")])
+    pair = top_eigenpair(model, data, "mse", tolerance=1e-6, max_iterations=500, rule="residual")
+    np.testing.assert_allclose(pair.values.numpy(), expected, rtol=1e-8)
+    for s in range(3):  # the stopping rule's residual, checked against the dense Hessian
+        v = flat(pair.vectors, s)
+        residual = (dense_hessian(model, data, "mse", s) @ v - pair.values[s] * v).norm()
+        assert residual <= 1e-6 * pair.values[s] * (1 + 1e-6)
+
+
+def test_top_eigenpair_mixing_rescues_a_start_without_the_top_direction():
+    model, data = tiny("mse", members=1)
+    h = dense_hessian(model, data, "mse", 0)
+    values, vectors = torch.linalg.eigh(h)
+    second = vectors[:, -2]  # an exact eigenvector, but not the top one: Lanczos cannot leave it
+    shapes = [p.shape for p in model.parameters()]
+    start = [piece.view(shape) for piece, shape in zip(second.split([int(np.prod(s)) for s in shapes]), shapes)]
+    stuck = top_eigenpair(model, data, "mse", tolerance=1e-8, start=start, rule="residual")
+    np.testing.assert_allclose(stuck.values.numpy(), [values[-2].item()], rtol=1e-6)
+    mixed = top_eigenpair(model, data, "mse", tolerance=1e-8, start=start, rule="residual", mix=1.0)
+    np.testing.assert_allclose(mixed.values.numpy(), [values[-1].item()], rtol=1e-6)
+
+
 def test_top_eigenpair_members_are_independent_and_bad_starts_fall_back_to_random():
     model, data = tiny("mse")
     reference = top_eigenpair(model, data, "mse", tolerance=1e-8)
@@ -210,6 +234,8 @@ def test_a_subset_of_examples_and_evaluation_mode():
     (lambda m, d: top_eigenpair(m, d, "mse", tolerance=0.0), "tolerance"),
     (lambda m, d: top_eigenpair(m, d, "mse", tolerance=1.5), "tolerance"),
     (lambda m, d: top_eigenpair(m, d, "mse", max_iterations=1), "max_iterations"),
+    (lambda m, d: top_eigenpair(m, d, "mse", rule="plateau"), "rule"),
+    (lambda m, d: top_eigenpair(m, d, "mse", mix=-1.0), "mix"),
     (lambda m, d: top_eigenpair(m, d, "mse", start=[torch.zeros_like(p) for p in m.parameters()][1:]), "start"),
     (lambda m, d: adam_preconditioner(EnsembleOptimizer(list(m.parameters()), "adamw", torch.ones(3),
                                                         torch.zeros(3))), "step_count"),

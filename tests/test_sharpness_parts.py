@@ -24,7 +24,7 @@ from genlib.experiments.sharpness import (
     steps_to_separate,
     two_digit_classes,
 )
-from genlib.measures.curvature import dense_hessian, top_eigenvalue
+from genlib.measures.curvature import dense_hessian, top_eigenpair, top_eigenvalue
 from genlib.running.experiment import Experiment
 from genlib.running.grid import Grid
 
@@ -117,6 +117,27 @@ def test_escape_test_starts_sgd_at_the_end_point_of_its_requirement():
     history = setup.compute(start=gd)
     assert list(history.steps) == [0, 5, 10]
     np.testing.assert_allclose(history["train_loss"][0], gd.select(lr=0.8).final("train_loss"), rtol=1e-5)
+
+
+def test_escape_control_continues_gradient_descent_at_full_batch():
+    start = StabilitySetup(lrs=(0.8,), **TINY)
+    control = EscapeSetup.of(start, lr=0.8, batch_size=None, steps=10, eval_every=5, lanczos_iterations=5,
+                             trace_samples=1)
+    gd = start.compute()
+    _, model, config = control.build(start=gd)
+    assert config.batch_size is None
+    np.testing.assert_array_equal(flat_parameters(model), gd.arrays["final_params"])
+
+
+def test_sharpness_readings_use_the_residual_rule_from_a_new_random_start_each():
+    setup = StabilitySetup(lrs=(0.8,), **(TINY | dict(lanczos_iterations=60)))
+    data, model, _ = setup.build()
+    reader = setup.extra_metrics(data, model)["sharpness"]
+    first, again = reader(model), reader(model)  # two random starts (seeds 0 and 1)
+    assert reader.calls == 2
+    expected = top_eigenpair(model, data, "mse", tolerance=1e-9, max_iterations=200, rule="residual").values
+    np.testing.assert_allclose(first.numpy(), expected.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(again.numpy(), expected.numpy(), rtol=1e-4)
 
 
 def test_escape_test_at_full_scale_continues_the_full_scale_gradient_descent_run():

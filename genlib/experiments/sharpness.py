@@ -70,10 +70,11 @@ class SharpnessRecipe(DigitsRecipe):
     ``eval_log_points`` log-spaced early steps) by the Lanczos method, and its Hessian trace
     (Hutchinson's estimator) read at the end, both on the whole training set.
 
-    Each reading starts from the previous reading's eigenvector (a warm start) and stops once the
-    estimate changes by at most ``lanczos_tolerance`` (relative) between two Hessian-vector
-    products, or after ``lanczos_iterations``; the products each reading took are recorded as
-    "sharpness_iterations"."""
+    Each reading starts from a fresh random vector (another one at each reading: a warm start from
+    the previous reading's eigenvector can settle on an eigenvector that is no longer the top one,
+    and read low) and stops once the top Ritz pair's residual ||H v - theta v|| is at most
+    ``lanczos_tolerance`` x theta, or after ``lanczos_iterations``; the products each reading took
+    are recorded as "sharpness_iterations"."""
 
     BOUNDS = {"eval_every": AT_LEAST_ONE, "eval_log_points": AT_LEAST_ZERO, "lanczos_iterations": Bounds(2),
               "lanczos_tolerance": Bounds(0.0, 1.0, low_open=True), "trace_samples": AT_LEAST_ONE}
@@ -81,7 +82,7 @@ class SharpnessRecipe(DigitsRecipe):
     eval_every: int = 25
     eval_log_points: int = 0  # extra log-spaced readings in the first steps
     lanczos_iterations: int = 100  # at most, per reading
-    lanczos_tolerance: float = 1e-3
+    lanczos_tolerance: float = 1e-3  # on the residual, relative
     trace_samples: int = 20
 
     def tracked_task(self, lrs: list[float], **config: Any) -> tuple[TaskData, Ensemble, TrainConfig]:
@@ -99,18 +100,19 @@ class SharpnessRecipe(DigitsRecipe):
 
 class SharpnessReader:
     """The sharpness metric: each call reads every member's top Hessian eigenvalue with
-    :func:`~genlib.measures.curvature.top_eigenpair`, warm-started from the eigenvectors of the
-    call before; :meth:`iterations_used` gives the products the last call took (read it after)."""
+    :func:`~genlib.measures.curvature.top_eigenpair` (residual rule), each call from its own random
+    start (seed: the number of calls before it); :meth:`iterations_used` gives the products the
+    last call took (read it after)."""
 
     def __init__(self, data: TaskData, loss: str, tolerance: float, max_iterations: int):
         self.data, self.loss, self.tolerance, self.max_iterations = data, loss, tolerance, max_iterations
-        self.vectors: list[torch.Tensor] | None = None
+        self.calls = 0
         self.used: torch.Tensor | None = None
 
     def __call__(self, model: Ensemble) -> torch.Tensor:
         pair = top_eigenpair(model, self.data, self.loss, tolerance=self.tolerance,
-                             max_iterations=self.max_iterations, start=self.vectors)
-        self.vectors, self.used = [v.detach() for v in pair.vectors], pair.iterations
+                             max_iterations=self.max_iterations, seed=self.calls, rule="residual")
+        self.calls, self.used = self.calls + 1, pair.iterations
         return pair.values.detach()
 
     def iterations_used(self, model: Ensemble) -> torch.Tensor:
@@ -164,8 +166,9 @@ class StabilitySetup(SharpnessRecipe):
 class EscapeSetup(SharpnessRecipe):
     """Wu et al. 2018's escape test: minibatch SGD (batches of ``batch_size``, step size ``lr``) for
     ``steps`` steps, started at the end point of ``start``'s members at ``lr`` (its requirement,
-    e.g. the full-batch run of :class:`StabilityGrid`). Does SGD stay at gradient descent's
-    minimum or leave it? Members are seeds, each continuing its own seed's run on the same data."""
+    e.g. the full-batch run of :class:`StabilityGrid`). Does SGD stay at gradient descent's end
+    point or leave it? ``batch_size=None`` continues gradient descent instead, the control.
+    Members are seeds, each continuing its own seed's run on the same data."""
 
     FULL = {k: v for k, v in StabilitySetup.FULL.items() if k != "steps"} | dict(
         start=replace(StabilitySetup(), **StabilitySetup.FULL), steps=1000)
@@ -173,7 +176,7 @@ class EscapeSetup(SharpnessRecipe):
 
     start: StabilitySetup = StabilitySetup()
     lr: float = 0.8
-    batch_size: int = 4
+    batch_size: int | None = 4  # None: full batch, gradient descent continued (the control)
     steps: int = 500
     eval_every: int = 50
     eval_log_points: int = 0

@@ -76,6 +76,8 @@ def top_eigenpair(
     start: Vectors | None = None,
     seed: int = 0,
     subset: int | None = None,
+    rule: str = "change",
+    mix: float = 0.0,
 ) -> Eigenpair:
     """Each member's largest Hessian eigenvalue and its eigenvector, by the Lanczos method (with
     full reorthogonalization), stopping per member once the top Ritz value changes by at most
@@ -85,6 +87,13 @@ def top_eigenpair(
     a member whose start is zero or not finite starts from the random vector
     :func:`top_eigenvalue` uses.
 
+    ``rule="residual"`` stops instead once the top Ritz pair's residual ||H y - theta y|| (read off
+    the tridiagonal matrix at no extra cost) is at most ``tolerance`` times |theta|: a change rule
+    can stop on a plateau, a residual rule only near an eigenpair. Neither tells the top eigenpair
+    from another one when the start has (almost) no component along the top eigenvector, as a warm
+    start that is a former top eigenvector may: ``mix`` > 0 adds to each (unit) start the random
+    vector times ``mix`` so that every direction is represented.
+
     The top Ritz value never decreases from one product to the next and never exceeds
     lambda_max: it approaches the top eigenvalue from below, the algebraically largest one even
     where a negative eigenvalue has the largest magnitude. Where lambda_1 and lambda_2 are close
@@ -93,14 +102,21 @@ def top_eigenpair(
     """
     check_float("tolerance", tolerance, low=0.0, low_open=True, high=1.0)
     check_int("max_iterations", max_iterations, low=2)
+    check_choice("rule", rule, ("change", "residual"))
+    check_float("mix", mix, low=0.0)
     params = list(model.parameters())
     first = next(_random_vectors(model, "normal", seed))
     if start is not None:
         _check_vectors("start", start, params)
         norms = _dot(start, start)
         usable = torch.isfinite(norms) & (norms > 0)
-        first = [torch.where(_member_mask(usable, r), v.to(r), r) for v, r in zip(start, first)]
-    return _lanczos_until(_hessian_operator(model, data, loss, subset), first, max_iterations, tolerance)
+        safe = torch.where(usable, norms, torch.ones_like(norms)).rsqrt()
+        noise = _scale(_dot(first, first).rsqrt() * mix, first)
+        unit_start = _scale(safe.to(first[0]), [v.to(first[0]) for v in start])
+        mixed = [v + n for v, n in zip(unit_start, noise)]
+        first = [torch.where(_member_mask(usable, r), m, r) for m, r in zip(mixed, first)]
+    return _lanczos_until(_hessian_operator(model, data, loss, subset), first, max_iterations, tolerance,
+                          rule == "residual")
 
 
 def hessian_trace(
@@ -273,11 +289,13 @@ def _member_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _lanczos_until(
-    operator: Callable[[Vectors], Vectors], v: Vectors, max_iterations: int, tolerance: float
+    operator: Callable[[Vectors], Vectors], v: Vectors, max_iterations: int, tolerance: float,
+    residual: bool = False,
 ) -> Eigenpair:
     """Lanczos per member (the members' Krylov bases are built side by side, one product for all):
     each member's top Ritz value, its Ritz vector (unit norm) and the products it took, frozen at
-    the product where the Ritz value first moved by <= ``tolerance`` x its size."""
+    the product where the Ritz value first moved by <= ``tolerance`` x its size (``residual``: where
+    the Ritz pair's residual beta_k |s_k| first fell to <= ``tolerance`` x its size)."""
     members = v[0].shape[0]
     like = v[0]
     value = torch.full((members,), float("nan"), dtype=like.dtype, device=like.device)
@@ -303,7 +321,11 @@ def _lanczos_until(
         finite = torch.isfinite(tri).flatten(1).all(1)  # a diverged member's products are not
         ritz, coefficients = torch.linalg.eigh(torch.where(finite[:, None, None], tri, 0.0).double())  # ascending
         top = torch.where(finite, ritz[:, -1].to(like.dtype), float("nan"))
-        settled = ((top - value).abs() <= tolerance * top.abs()) | ~torch.isfinite(top) | (beta <= 1e-12 * top.abs())
+        if residual:  # ||H y - theta y|| = beta_k |last entry of the Ritz vector's coefficients|
+            moved = beta * coefficients[:, -1, -1].abs().to(like.dtype)
+        else:
+            moved = (top - value).abs()
+        settled = (moved <= tolerance * top.abs()) | ~torch.isfinite(top) | (beta <= 1e-12 * top.abs())
         newly = ~done & (settled | (k == max_iterations))
         active = ~done
         value = torch.where(active, top, value)
