@@ -77,6 +77,17 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _shortened(setup, steps: int):
+    """``setup`` trained for ``steps`` steps (a step inside the run, such as a lottery ticket's rewind
+    point, moved inside too); a setup without steps is returned as it is."""
+    if not hasattr(setup, "steps"):
+        return setup
+    shorter = {"steps": steps}
+    if hasattr(setup, "rewind_step"):
+        shorter["rewind_step"] = steps - 1
+    return dataclasses.replace(setup, **shorter)
+
+
 def build_at_full_scale(cls: type, directory=None, requirement_steps: int = 2):
     """(setup, data, model, config) of a trained experiment at full scale, without training it.
     Its requirements (teachers, scores) are run first, each for ``requirement_steps`` steps only
@@ -86,11 +97,9 @@ def build_at_full_scale(cls: type, directory=None, requirement_steps: int = 2):
     setup = cls.at_scale("full")
     inputs = {}
     if setup.requires():
-        shorter = {"steps": requirement_steps}
-        if hasattr(setup, "rewind_step"):  # a step inside the run (lottery tickets): keep it inside
-            shorter["rewind_step"] = requirement_steps - 1
-        setup = dataclasses.replace(setup, **shorter)
-        required = setup.requires()
+        setup = _shortened(setup, requirement_steps)
+        # A requirement held in a field (the escape test's start) is not shortened with the setup: shorten it too.
+        required = {name: _shortened(r, requirement_steps) for name, r in setup.requires().items()}
         inputs = dict(zip(required, sweep(list(required.values()), directory=directory, progress=False)))
     data, model, config = setup.build(**inputs)
     return setup, data, model, config
