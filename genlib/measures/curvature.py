@@ -73,48 +73,33 @@ def top_eigenpair(
     loss: str,
     tolerance: float = 1e-3,
     max_iterations: int = 100,
-    start: Vectors | None = None,
     seed: int = 0,
     subset: int | None = None,
     rule: str = "change",
-    mix: float = 0.0,
 ) -> Eigenpair:
     """Each member's largest Hessian eigenvalue and its eigenvector, by the Lanczos method (with
     full reorthogonalization), stopping per member once the top Ritz value changes by at most
     ``tolerance`` times its size between two Hessian-vector products (or after
-    ``max_iterations``; a member whose estimate is not finite stops at once). ``start``: the first
-    vectors (e.g. the previous reading's eigenvectors, a warm start), shaped like the parameters;
-    a member whose start is zero or not finite starts from the random vector
-    :func:`top_eigenvalue` uses.
+    ``max_iterations``; a member whose estimate is not finite stops at once), from the random
+    vector :func:`top_eigenvalue` uses (``seed``).
 
     ``rule="residual"`` stops instead once the top Ritz pair's residual ||H y - theta y|| (read off
     the tridiagonal matrix at no extra cost) is at most ``tolerance`` times |theta|: a change rule
     can stop on a plateau, a residual rule only near an eigenpair. Neither tells the top eigenpair
-    from another one when the start has (almost) no component along the top eigenvector, as a warm
-    start that is a former top eigenvector may: ``mix`` > 0 adds to each (unit) start the random
-    vector times ``mix`` so that every direction is represented.
+    from another one when the start has (almost) no component along the top eigenvector, which is
+    why there is no warm start from a previous reading's eigenvector: after the top eigenvector
+    has moved on, such a start can settle on the former one and read low.
 
     The top Ritz value never decreases from one product to the next and never exceeds
     lambda_max: it approaches the top eigenvalue from below, the algebraically largest one even
     where a negative eigenvalue has the largest magnitude. Where lambda_1 and lambda_2 are close
     it converges much faster than power iteration (whose error falls like (lambda_2 /
-    lambda_1)^(2k)); from a good warm start it settles in a few products.
+    lambda_1)^(2k)).
     """
     check_float("tolerance", tolerance, low=0.0, low_open=True, high=1.0)
     check_int("max_iterations", max_iterations, low=2)
     check_choice("rule", rule, ("change", "residual"))
-    check_float("mix", mix, low=0.0)
-    params = list(model.parameters())
     first = next(_random_vectors(model, "normal", seed))
-    if start is not None:
-        _check_vectors("start", start, params)
-        norms = _dot(start, start)
-        usable = torch.isfinite(norms) & (norms > 0)
-        safe = torch.where(usable, norms, torch.ones_like(norms)).rsqrt()
-        noise = _scale(_dot(first, first).rsqrt() * mix, first)
-        unit_start = _scale(safe.to(first[0]), [v.to(first[0]) for v in start])
-        mixed = [v + n for v, n in zip(unit_start, noise)]
-        first = [torch.where(_member_mask(usable, r), m, r) for m, r in zip(mixed, first)]
     return _lanczos_until(_hessian_operator(model, data, loss, subset), first, max_iterations, tolerance,
                           rule == "residual")
 
