@@ -21,6 +21,7 @@ gradient). The embedding models stay hand-batched: ``embedding_bag`` has no vmap
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
@@ -45,6 +46,22 @@ class PlainModel(nn.Module):
 
     def forward(self, x):
         return self.out(torch.relu(self.hidden(self.embed(x).flatten(1))))
+
+
+@functools.cache
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """This device's float32 matrix-product rate (FLOP/s) on n x n matrices, the yardstick for the rates below."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n**3 * repeats / timed(lambda: a @ b, repeats, device, warmup=2)
+
+
+def flops_of(step) -> int:
+    """Matrix-product FLOPs of one call of ``step`` (torch's counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
 
 
 def timed(step, steps: int, device: torch.device, warmup: int = 5) -> float:
@@ -82,7 +99,9 @@ def bench_loop(members: int, steps: int, device: torch.device) -> float:
     return members * steps / timed(step, steps, device)
 
 
-def bench_ensemble(members: int, steps: int, device: torch.device, block: int | None = None) -> tuple[float, int]:
+def bench_ensemble(members: int, steps: int, device: torch.device,
+                   block: int | None = None) -> tuple[float, int, float]:
+    """(model-steps/s, members per pass, FLOPs per model-step) of genlib's ensemble on the grokking workload."""
     data = modular_arithmetic(P, "+", FRACTION, list(range(members))).to(device)
     model = EmbeddingMLP(P, list(range(members)), embed_dim=EMBED, hidden=(HIDDEN,)).to(device)
     opt = EnsembleOptimizer(list(model.parameters()), "adamw", torch.full((members,), LR, device=device),
@@ -95,7 +114,8 @@ def bench_ensemble(members: int, steps: int, device: torch.device, block: int | 
         ensemble_backward(model, x, y, "cross_entropy", block)
         opt.step()
 
-    return members * steps / timed(step, steps, device), block
+    work = flops_of(step) / members
+    return members * steps / timed(step, steps, device), block, work
 
 
 WIDTHS, BATCH, SGD_LR = (64, 256, 256, 10), 64, 0.05
@@ -125,7 +145,8 @@ def bench_mlp_loop(members: int, steps: int, device: torch.device) -> float:
     return members * steps / timed(step, steps, device)
 
 
-def bench_mlp_ensemble(members: int, steps: int, device: torch.device) -> float:
+def bench_mlp_ensemble(members: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """(model-steps/s, FLOPs per model-step) of genlib's MLP ensemble on the digits workload."""
     x, y = mlp_batches(members, device)
     model = MLP(64, WIDTHS[1:-1], 10, list(range(members))).to(device)
     opt = EnsembleOptimizer(list(model.parameters()), "sgd", torch.full((members,), SGD_LR, device=device),
@@ -137,7 +158,8 @@ def bench_mlp_ensemble(members: int, steps: int, device: torch.device) -> float:
         ensemble_backward(model, x, y, "cross_entropy", block)
         opt.step()
 
-    return members * steps / timed(step, steps, device)
+    work = flops_of(step) / members
+    return members * steps / timed(step, steps, device), work
 
 
 def bench_mlp_vmap(members: int, steps: int, device: torch.device) -> float:
@@ -162,25 +184,34 @@ def bench_mlp_vmap(members: int, steps: int, device: torch.device) -> float:
     return members * steps / timed(step, steps, device)
 
 
+def print_rate(flops_per_second: float, device: torch.device) -> None:
+    peak = matmul_rate(device)
+    share = 100 * flops_per_second / peak
+    print(f"genlib ensemble: {flops_per_second / 1e9:.1f} GFLOP/s of matrix products = {share:.0f}% of this device's "
+          f"float32 matmul rate ({peak / 1e9:.0f} GFLOP/s, 2048^2)")
+
+
 def main_mlp(members: int, steps: int, device: torch.device) -> None:
     loop = bench_mlp_loop(members, steps, device)
-    ensemble = bench_mlp_ensemble(members, steps, device)
+    ensemble, work = bench_mlp_ensemble(members, steps, device)
     vmapped = bench_mlp_vmap(members, steps, device)
     print(f"loop of nn.Sequential   {loop:10.1f} model-steps/s")
     print(f"torch.func vmap         {vmapped:10.1f} model-steps/s")
     print(f"genlib MLP ensemble     {ensemble:10.1f} model-steps/s")
+    print_rate(ensemble * work, device)
     print(f"speedup {ensemble / loop:.2f}  (vmap {vmapped / loop:.2f}; genlib / vmap {ensemble / vmapped:.2f})")
 
 
 def main_grokking(members: int, steps: int, device: torch.device, block: int | None) -> None:
     loop = bench_loop(members, steps, device)
-    single, _ = bench_ensemble(1, steps, device)  # a loop of these runs at the same rate
-    ensemble, block = bench_ensemble(members, steps, device, block)
+    single = bench_ensemble(1, steps, device)[0]  # a loop of these runs at the same rate
+    ensemble, block, work = bench_ensemble(members, steps, device, block)
     one_pass = bench_ensemble(members, steps, device, members)[0] if block < members else ensemble
     print(f"loop of nn.Modules      {loop:10.1f} model-steps/s")
     print(f"genlib, one member      {single:10.1f} model-steps/s  (folded first layer, no batching)")
     print(f"genlib, all S in one pass {one_pass:8.1f} model-steps/s")
     print(f"genlib ensemble (S={members}, {block} per pass) {ensemble:8.1f} model-steps/s")
+    print_rate(ensemble * work, device)
     print(f"speedup {ensemble / loop:.2f}")
 
 

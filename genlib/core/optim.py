@@ -1,5 +1,6 @@
 """Optimizers for ensembles: AdamW and SGD with per-member learning rate and weight decay,
-and the perpendicular-gradient transform ⊥Grad (Prieto et al. 2025).
+and the perpendicular-gradient transform ⊥Grad (Prieto et al. 2025). A parameter tagged with
+``lr_multipliers`` ({"sgd": m, "adamw": m'}, e.g. by muP) steps at its kind's multiple of the lr.
 
 Each parameter has a leading member dimension S; ``lr`` and ``weight_decay`` are (S,) tensors.
 """
@@ -48,28 +49,36 @@ class EnsembleOptimizer:
         self.state = [
             {"m": torch.zeros_like(p), "v": torch.zeros_like(p)} for p in params
         ]
+        # per-layer step-size multipliers a parameterization tags its tensors with (muP); None: 1
+        self.multipliers = [getattr(p, "lr_multipliers", {}).get(self.kind) for p in params]
+        # no member decays: skip the decay's two passes over every parameter (multiplying by 1, adding 0)
+        self.decays = bool((weight_decay != 0).any())
 
     @torch.no_grad()
     def step(self) -> None:
         self.step_count += 1
         t = self.step_count
         b1, b2 = self.betas
-        for p, state in zip(self.params, self.state):
+        for p, state, multiplier in zip(self.params, self.state, self.multipliers):
             g = p.grad
             if g is None:
                 continue
             if self.perpendicular:
                 g = perpendicular_gradient(p, g)
             lr = broadcast_per_member(self.lr, p)
-            wd = broadcast_per_member(self.weight_decay, p)
+            if multiplier is not None:
+                lr = lr * multiplier
+            wd = broadcast_per_member(self.weight_decay, p) if self.decays else None
             if self.kind == "adamw":
-                p.mul_(1 - lr * wd)
+                if wd is not None:
+                    p.mul_(1 - lr * wd)
                 state["m"].mul_(b1).add_(g, alpha=1 - b1)
                 state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
                 denom = (state["v"] / (1 - b2**t)).sqrt_().add_(self.eps)
                 p.addcdiv_(state["m"] * (lr / (1 - b1**t)), denom, value=-1)
             else:  # sgd
-                g = g + wd * p
+                if wd is not None:
+                    g = g + wd * p
                 if self.momentum:
                     g = state["m"].mul_(self.momentum).add_(g)
                 p.sub_(lr * g)

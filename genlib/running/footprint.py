@@ -1,4 +1,4 @@
-"""How much accelerator memory training an experiment needs, measured rather than guessed.
+"""How much accelerator memory and arithmetic training an experiment needs, measured rather than guessed.
 
 The parameters, their gradients and the optimizer's state are counted from the built model; the
 activations are the tensors autograd keeps for the backward pass of one training step with every
@@ -15,7 +15,7 @@ import torch
 from ..core.data import TaskData
 from ..core.losses import per_example_loss
 from ..core.models import Ensemble
-from ..core.train import DTYPES, TrainConfig
+from ..core.train import DTYPES, TrainConfig, eval_schedule, evaluate
 from .experiment import TrainedExperiment
 from .sweep import sweep
 
@@ -70,6 +70,38 @@ def training_footprint(model: Ensemble, data: TaskData, config: TrainConfig) -> 
     return Footprint(n_params * width, n_params * width, states * n_params * width, sum(kept.values()), data_bytes)
 
 
+@dataclass(frozen=True)
+class Arithmetic:
+    """Floating-point operations of one training run, counted by torch's FLOP counter on one step
+    and one evaluation (matrix products and convolutions; the elementwise work is not counted, nor
+    an experiment's extra measurements, which :mod:`genlib.running.profile` times instead)."""
+
+    per_step: int
+    per_evaluation: int
+    steps: int
+    evaluations: int
+
+    @property
+    def total(self) -> int:
+        return self.per_step * self.steps + self.per_evaluation * self.evaluations
+
+
+def training_arithmetic(model: Ensemble, data: TaskData, config: TrainConfig) -> Arithmetic:
+    """The FLOPs of ``train(model, data, config)``'s steps and built-in evaluations (every member)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = config.batch_size or data.train_idx.shape[1]
+    x, y = data.batch(data.train_idx[:, :batch])
+    with FlopCounterMode(display=False) as step:
+        model.zero_grad()
+        per_example_loss(model(x.to(next(model.parameters()))), y, config.loss).mean(-1).sum().backward()
+    model.zero_grad()
+    with FlopCounterMode(display=False) as evaluation:
+        evaluate(model, data, config.loss)
+    evaluations = len(eval_schedule(config.steps, config.eval_every, config.eval_log_points))
+    return Arithmetic(step.get_total_flops(), evaluation.get_total_flops(), config.steps, evaluations)
+
+
 def _size(n: int) -> str:
     for unit, scale in (("GiB", GiB), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
@@ -89,12 +121,17 @@ def _shortened(setup, steps: int):
 
 
 def build_at_full_scale(cls: type, directory=None, requirement_steps: int = 2):
-    """(setup, data, model, config) of a trained experiment at full scale, without training it.
+    """(setup, data, model, config) of a trained experiment at full scale, without training it."""
+    return build_at_scale(cls, "full", directory, requirement_steps)
+
+
+def build_at_scale(cls: type, scale: str, directory=None, requirement_steps: int = 2):
+    """(setup, data, model, config) of a trained experiment at ``scale``, without training it.
     Its requirements (teachers, scores) are run first, each for ``requirement_steps`` steps only
-    (cached in ``directory``): enough for ``build`` to read them, not a full-scale run."""
+    (cached in ``directory``): enough for ``build`` to read them, not a run at that scale."""
     if not issubclass(cls, TrainedExperiment):
         raise ValueError(f"cls must be a TrainedExperiment (closed-form ones are not trained); got {cls.__name__}")
-    setup = cls.at_scale("full")
+    setup = cls.at_scale(scale)
     inputs = {}
     if setup.requires():
         setup = _shortened(setup, requirement_steps)
