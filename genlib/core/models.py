@@ -40,6 +40,29 @@ ACTIVATIONS = {
     "snake": lambda z: z + torch.sin(z) ** 2,  # Ziyin et al. 2020, with a = 1
 }
 
+PARAMETERIZATIONS = ("sp", "mup")
+
+
+def mup_scales(fan_in_ratio: float | None, fan_out_ratio: float | None) -> dict[str, float]:
+    """Maximal-update parameterization (Yang et al. 2021, Tensor Programs V, Table 3) of one weight
+    matrix, relative to standard parameterization (SP) at a base width.
+
+    A ratio is the layer's fan-in (fan-out) over the base width when that dimension is a hidden width,
+    and None when it is fixed (the inputs, the classes). The kind of layer follows: input weights
+    (fan-in fixed), hidden weights (both hidden), output weights (fan-out fixed). Returns the factor
+    on SP's initial standard deviation ("init") and the step-size multipliers under SGD ("sgd") and
+    Adam ("adamw"); at the base width every factor is 1, so muP and SP are the same network there.
+    Biases are treated as input weights with fan-in 1 (pass ``fan_in_ratio=None``).
+    """
+    for name, ratio in (("fan_in_ratio", fan_in_ratio), ("fan_out_ratio", fan_out_ratio)):
+        if ratio is not None:
+            check_float(name, ratio, low=0.0, low_open=True)
+    if fan_in_ratio is None:  # input weights and all biases: init 1/fan_in, SGD lr ~ fan_out, Adam lr ~ 1
+        return {"init": 1.0, "sgd": 1.0 if fan_out_ratio is None else fan_out_ratio, "adamw": 1.0}
+    if fan_out_ratio is None:  # output weights: init variance 1/fan_in^2, both lrs ~ 1/fan_in
+        return {"init": 1 / math.sqrt(fan_in_ratio), "sgd": 1 / fan_in_ratio, "adamw": 1 / fan_in_ratio}
+    return {"init": 1.0, "sgd": 1.0, "adamw": 1 / fan_in_ratio}  # hidden weights
+
 
 class Ensemble(nn.Module):
     """Base class: member seeds, a per-member output scale alpha, and seeded parameter creation.
@@ -189,6 +212,8 @@ class Transformer(Ensemble):
     """One-layer, attention + ReLU MLP transformer on "a b =" without LayerNorm (Nanda et al. 2023).
 
     Only the logits at the "=" position are used, so attention is computed for that query alone.
+    ``qk_norm=True`` applies LayerNorm (a learned gain per head and feature, no bias) to the queries
+    and keys before their product (qk-layernorm, Dehghani et al. 2023; Wortsman et al. 2024).
     """
 
     def __init__(
@@ -199,6 +224,7 @@ class Transformer(Ensemble):
         heads: int = 4,
         d_mlp: int = 512,
         output_scale: float | Sequence[float] = 1.0,
+        qk_norm: bool = False,
     ):
         super().__init__(seeds, output_scale)
         check_int("p", p, low=2)
@@ -222,15 +248,38 @@ class Transformer(Ensemble):
         self.w_out = self._param(d_mlp, d_model, std=1 / math.sqrt(d_mlp))
         self.b_out = self._param(1, d_model, std=0.0)
         self.unembed = self._param(d_model, p, std=std)
+        self.qk_norm = qk_norm
+        if qk_norm:  # LayerNorm gains of queries and keys, per head (Dehghani et al. 2023)
+            self.q_gain = nn.Parameter(torch.ones(self.members, heads, d_head))
+            self.k_gain = nn.Parameter(torch.ones(self.members, heads, d_head))
 
-    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         equals = torch.full_like(x[..., :1], self.p)
         tokens = torch.cat([x, equals], dim=-1)  # (S, B, 3)
-        resid = _member_gather(self.embed, tokens) + self.pos[:, None]  # (S, B, 3, d)
+        return _member_gather(self.embed, tokens) + self.pos[:, None]  # (S, B, 3, d)
+
+    def _queries_keys(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = torch.einsum("sbd,sdhe->sbhe", resid[:, :, -1], self.w_q)  # query at "=" only
         k = torch.einsum("sbtd,sdhe->sbhte", resid, self.w_k)
+        if self.qk_norm:  # LayerNorm over each head's features, no bias
+            q = nn.functional.layer_norm(q, q.shape[-1:]) * self.q_gain[:, None]
+            k = nn.functional.layer_norm(k, k.shape[-1:]) * self.k_gain[:, None, :, None]
+        return q, k
+
+    @staticmethod
+    def _scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("sbhe,sbhte->sbht", q, k) / math.sqrt(q.shape[-1])
+
+    def attention_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, B, heads, 3) the attention logits (before the softmax) of the query at "=" over the
+        three positions, for token pairs x (S, B, 2)."""
+        return self._scores(*self._queries_keys(self._residual(x)))
+
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+        resid = self._residual(x)
+        q, k = self._queries_keys(resid)
         v = torch.einsum("sbtd,sdhe->sbhte", resid, self.w_v)
-        scores = torch.einsum("sbhe,sbhte->sbht", q, k) / math.sqrt(q.shape[-1])
+        scores = self._scores(q, k)
         z = torch.einsum("sbht,sbhte->sbhe", scores.softmax(-1), v)
         h = resid[:, :, -1] + torch.einsum("sbhe,shed->sbd", z, self.w_o)  # (S, B, d)
         h = h + torch.baddbmm(self.b_out, torch.relu(torch.baddbmm(self.b_in, h, self.w_in)), self.w_out)
@@ -254,6 +303,11 @@ class MLP(Ensemble):
     run): member s uses the first ``member_widths[s]`` units of every hidden layer, the others are
     masked to zero, and the layers after the first are initialised for that fan-in.
     ``bias_init`` is the standard deviation of the initial biases (0: biases start at zero).
+    ``parameterization='mup'`` (linear readout, no member widths) is the maximal-update
+    parameterization relative to SP at ``base_width`` (:func:`mup_scales`): the output layer's
+    initial weights are scaled by sqrt(base_width / fan_in) and every parameter carries its per-layer
+    step-size multipliers for SGD and Adam (see :meth:`lr_multipliers`); 'sp' (the default) is the
+    standard parameterization, with every multiplier 1.
     ``dropout`` (one rate or one per member) zeroes each hidden unit with that probability while
     training (inverted dropout: the kept units are scaled by 1 / (1 - rate)); evaluation uses all.
     ``batch_norm=True`` normalizes every hidden layer's pre-activations over the batch
@@ -283,9 +337,16 @@ class MLP(Ensemble):
         dropout: float | Sequence[float] = 0.0,
         bias_init: float = 0.0,
         batch_norm: bool = False,
+        parameterization: str = "sp",
+        base_width: int = 32,
     ):
         super().__init__(seeds, output_scale)
         check_int("in_dim", in_dim, low=1)
+        check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        check_int("base_width", base_width, low=1)
+        if parameterization != "sp" and (member_widths is not None or readout != "linear"):
+            raise ValueError(f"parameterization must be 'sp' with member_widths or readout={readout!r}; "
+                             f"got {parameterization!r}")
         check_int("out_dim", out_dim, low=1)
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("readout", readout, READOUTS)
@@ -314,6 +375,9 @@ class MLP(Ensemble):
             self.weights.append(self._param(fan_in, out, std=init_scale / math.sqrt(fan_in)))
             if bias:
                 self.biases.append(self._param(1, out, std=bias_init))
+        self.parameterization, self.base_width = parameterization, base_width
+        if parameterization == "mup":
+            self._apply_mup(widths)
         self.masked = member_widths is not None
         if self.masked:
             unit_mask, fan_in_scale = member_unit_masks(member_widths, hidden, self.members)
@@ -327,6 +391,27 @@ class MLP(Ensemble):
         if centered:  # frozen copies of the initial network
             self.initial_weights = BufferList(w.detach().clone() for w in self.weights)
             self.initial_biases = BufferList(b.detach().clone() for b in self.biases)
+
+    def _apply_mup(self, widths: list[int]) -> None:
+        """Rescale the SP draws to muP's initialisation and tag every parameter with its step-size
+        multipliers (``lr_multipliers``, read by :class:`~genlib.core.optim.EnsembleOptimizer`)."""
+        last = len(widths) - 2
+        with torch.no_grad():
+            for i, w in enumerate(self.weights):
+                fan_in = None if i == 0 else widths[i] / self.base_width
+                fan_out = None if i == last else widths[i + 1] / self.base_width
+                scales = mup_scales(fan_in, fan_out)
+                w.mul_(scales["init"])
+                w.lr_multipliers = {"sgd": scales["sgd"], "adamw": scales["adamw"]}
+                if self.bias:
+                    bias_scales = mup_scales(None, fan_out)
+                    self.biases[i].lr_multipliers = {"sgd": bias_scales["sgd"], "adamw": bias_scales["adamw"]}
+
+    def lr_multipliers(self, kind: str) -> list[float]:
+        """Each parameter's step-size multiplier under optimizer ``kind`` ("sgd" or "adamw"), in
+        ``parameters()`` order: all 1 in SP, muP's per-layer multipliers otherwise."""
+        check_choice("kind", kind, ("sgd", "adamw"))
+        return [getattr(p, "lr_multipliers", {}).get(kind, 1.0) for p in self.parameters()]
 
     def set_weight_masks(self, masks: Sequence[torch.Tensor] | None) -> None:
         """Prune: keep weight matrix i only where ``masks[i]`` (S, fan_in, out) is 1; None removes the masks.
