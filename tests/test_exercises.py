@@ -97,6 +97,25 @@ def test_spectral_centroid_check(capsys):
     assert not check_spectral_centroid(unmirrored) and "largest difference" in capsys.readouterr().out
 
 
+def test_mup_scales_check(capsys):
+    from genlib.pages.exercises import check_mup_scales
+
+    def right(fan_in, fan_out):
+        if fan_in is None:
+            return 1.0, 1.0 if fan_out is None else fan_out, 1.0
+        if fan_out is None:
+            return fan_in**-0.5, 1 / fan_in, 1 / fan_in
+        return 1.0, 1.0, 1 / fan_in
+
+    def sgd_for_adam(fan_in, fan_out):  # swaps the two step-size rules
+        init, sgd, adam = right(fan_in, fan_out)
+        return init, adam, sgd
+
+    assert check_mup_scales(right) and "✓" in capsys.readouterr().out
+    assert not check_mup_scales(sgd_for_adam) and "largest difference" in capsys.readouterr().out
+    assert not check_mup_scales(lambda a, b: 1.0) and "three numbers" in capsys.readouterr().out
+
+
 def test_a_check_returns_its_verdict_and_prints_it(capsys):
     from genlib.pages.exercises import CheckResult
 
@@ -120,13 +139,53 @@ def test_a_result_adds_nothing_under_a_notebook_cell():
     assert shown == {}
 
 
+
+def test_path_norm_check(capsys):
+    from genlib.pages.exercises import check_path_norm
+
+    def right(weights):
+        h = torch.ones(1, weights[0].shape[0], dtype=weights[0].dtype)
+        for w in weights:
+            h = h @ w.pow(2)
+        return h.sum()
+
+    def unsquared(weights):
+        h = torch.ones(1, weights[0].shape[0], dtype=weights[0].dtype)
+        for w in weights:
+            h = h @ w.abs()
+        return float(h.sum())
+
+    assert check_path_norm(right) and "✓" in capsys.readouterr().out
+    assert not check_path_norm(unsquared) and "square every weight first" in capsys.readouterr().out
+    assert not check_path_norm(lambda weights: "one") and "one number" in capsys.readouterr().out
+
+
+def test_fgsm_check(capsys):
+    import torch.nn.functional as F
+
+    from genlib.pages.exercises import check_fgsm
+
+    def right(forward, x, labels, eps):
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(forward(x).flatten(0, 1), labels.flatten()), x)
+        return (x + eps * grad.sign()).detach()
+
+    assert check_fgsm(right) and check_fgsm(right, seed=3) and "✓ FGSM" in capsys.readouterr().out
+    descent = lambda forward, x, labels, eps: 2 * x - right(forward, x, labels, eps)  # noqa: E731
+    assert not check_fgsm(descent) and "against the loss's gradient" in capsys.readouterr().out
+    raw = lambda forward, x, labels, eps: x + eps * torch.ones_like(x)  # noqa: E731
+    assert not check_fgsm(raw) and "largest difference" in capsys.readouterr().out
+
+
 # Answers that are right only because they call genlib's own function: each passes the plain check.
 def _cheats():
     from genlib.core.losses import stablemax  # bound to a name before grading, as a notebook would
     from genlib.core.metrics import spectral_centroid
+    from genlib.core.models import mup_scales
     from genlib.core.optim import perpendicular_gradient
     from genlib.measures.collapse import within_class_variation
     from genlib.measures.regression import SpectralSolver
+    from genlib.measures.robustness import fgsm
     from genlib.pages import exercises
 
     def ridge(features, targets, lam):
@@ -138,7 +197,9 @@ def _cheats():
         exercises.check_perpendicular_gradient: lambda w, g: perpendicular_gradient(w[None], g[None])[0],
         exercises.check_ridge: ridge,
         exercises.check_spectral_centroid: lambda outputs: spectral_centroid(outputs),
+        exercises.check_mup_scales: lambda a, b: tuple(mup_scales(a, b).values()),
         exercises.check_nc1: lambda f, labels, k: float(within_class_variation(f[None], labels[None], k)[0]),
+        exercises.check_fgsm: lambda forward, x, labels, eps: fgsm(forward, x, labels, eps),
     }
 
 

@@ -20,7 +20,7 @@ import torch
 from ..core.data import TaskData
 from ..core.losses import stablemax
 from ..core.metrics import spectral_centroid
-from ..core.models import MLP
+from ..core.models import MLP, mup_scales
 from ..core.optim import perpendicular_gradient
 from ..measures.curvature import dense_hessian, member_loss_function
 from ..measures.regression import SpectralSolver
@@ -246,7 +246,82 @@ def check_ntk_entry(candidate: Callable[..., object], seed: int = 0) -> CheckRes
     return _pass(f"✓ NTK entry: matches genlib's empirical_ntk to 1e-8 on {len(models)} small random networks")
 
 
+
+def check_path_norm(candidate: Callable[[list[torch.Tensor]], object], seed: int = 0) -> CheckResult:
+    """What-predicts-generalization chapter, exercise: the squared path norm of a bias-free ReLU
+    network given its weight matrices [(fan_in, out), ...] (no member axis): the sum over every
+    input-output path of the product of its squared weights. Checked on three small random networks
+    against :func:`genlib.measures.generalization.path_norm_squared`, to 1e-8 (relative)."""
+    from ..measures.generalization import path_norm_squared
+
+    models = [MLP(3, (4,), 2, [seed], bias=False).double(), MLP(5, (6, 3), 4, [seed + 1], bias=False).double(),
+              MLP(2, (3, 3, 2), 1, [seed + 2], bias=False).double()]
+    for number, model in enumerate(models, 1):
+        expected = float(path_norm_squared(model)[0])
+        weights = [w[0].detach().clone() for w in model.weights]
+        got = candidate([w.clone() for w in weights])
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            return _fail(f"✗ path norm: your function should return one number; it returned {type(got).__name__}")
+        if not abs(got - expected) <= 1e-8 * max(1.0, abs(expected)):
+            hint = "the sum over paths of the product of the squared weights along each path"
+            unsquared = torch.ones(1, weights[0].shape[0], dtype=torch.float64)
+            for w in weights:
+                unsquared = unsquared @ w.abs()
+            if abs(got - float(unsquared.sum())) <= 1e-8 * max(1.0, abs(got)):
+                hint = "that is the sum over paths of |product of weights|: square every weight first"
+            elif abs(got - float(unsquared.sum()) ** 2) <= 1e-8 * max(1.0, abs(got)):
+                hint = "that squares the sum over paths; the path norm sums the squared products"
+            return _fail(f"✗ path norm (network {number}, layers {[tuple(w.shape) for w in weights]}): "
+                         f"expected {expected:.10g}, got {got:.10g}\n  ({hint})")
+    return _pass(f"✓ path norm: matches genlib's path_norm_squared to 1e-8 on {len(models)} small random networks")
+
+
+def check_fgsm(candidate: Callable[[Callable, torch.Tensor, torch.Tensor, float], torch.Tensor],
+               seed: int = 0) -> CheckResult:
+    """Distribution-shift chapter, exercise 1: the fast gradient sign method for an ensemble,
+    ``candidate(forward, x, labels, epsilon)`` with x (S, B, D) and labels (S, B). Checked on a small
+    random tanh ensemble against :func:`genlib.measures.robustness.fgsm`, to 1e-9, at two radii."""
+    from ..measures.robustness import fgsm  # imported here: the chapters' other checkers do not need it
+
+    g = torch.Generator().manual_seed(seed)
+    model = MLP(5, (7,), 3, [seed, seed + 1], activation="tanh").double()
+    x = torch.randn(2, 40, 5, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 40), generator=g)
+    for epsilon in (0.1, 0.5):
+        expected = fgsm(model, x, labels, epsilon)
+        got = candidate(model, x.clone(), labels.clone(), epsilon)
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and torch.isfinite(got).all():
+            if torch.allclose(got.detach(), 2 * x - expected, atol=1e-9):
+                return _fail(f"✗ FGSM at epsilon {epsilon}: you moved every input against the loss's gradient; "
+                             "an attack climbs the loss (x + epsilon * sign(grad))")
+        result = _report(f"FGSM at epsilon {epsilon}", expected.flatten(0, 1),
+                         got.detach().flatten(0, 1) if isinstance(got, torch.Tensor) and got.dim() == 3 else got,
+                         x.flatten(0, 1), atol=1e-9)
+        if not result:
+            return result
+    return _pass("✓ FGSM: matches genlib's fgsm on a random ensemble of 2 members at epsilon 0.1 and 0.5")
+
+
 # Grading: what each check compares with, made unusable while the answer runs.
+
+def check_mup_scales(candidate: Callable[[float | None, float | None], object], seed: int = 0) -> CheckResult:
+    """Scale-transfer chapter, exercise 1: muP's per-layer factors relative to SP at a base width,
+    ``candidate(fan_in_ratio, fan_out_ratio) -> (init, sgd, adam)`` (None: a fixed dimension)."""
+    g = torch.Generator().manual_seed(seed)
+    ratios = (2.0 ** torch.randint(-3, 7, (12, 2), generator=g)).tolist()
+    cases = [(None, a) for a, _ in ratios[:4]] + [(a, None) for a, _ in ratios[4:8]] + [tuple(r) for r in ratios[8:]]
+    example = torch.tensor([[float("nan") if v is None else v for v in case] for case in cases], dtype=torch.float64)
+    expected = torch.tensor([[mup_scales(*case)[k] for k in ("init", "sgd", "adamw")] for case in cases],
+                            dtype=torch.float64)
+    try:
+        got = torch.tensor([[float(v) for v in candidate(*case)] for case in cases], dtype=torch.float64)
+    except (TypeError, ValueError) as error:
+        return _fail(f"✗ muP scales: your function should return three numbers (init, sgd, adam); {error}")
+    return _report("muP scales (init, sgd, adam) for (fan-in ratio, fan-out ratio; nan: fixed)", expected, got,
+                   example, atol=1e-9)
+
 
 REFERENCES: dict[str, tuple[str, ...]] = {  # check name -> genlib's functions (or classes) that solve it
     "check_stablemax": ("genlib.core.losses.stablemax", "genlib.core.losses.stablemax_s"),
@@ -258,8 +333,12 @@ REFERENCES: dict[str, tuple[str, ...]] = {  # check name -> genlib's functions (
                         "genlib.measures.curvature.hessian_vector_product", "genlib.measures.curvature._top_of",
                         "genlib.measures.curvature._power_iteration"),
     "check_nc1": ("genlib.measures.collapse.within_class_variation",),
+    "check_mup_scales": ("genlib.core.models.mup_scales",),
     "check_ntk_entry": ("genlib.measures.ntk.empirical_ntk", "genlib.measures.ntk._fill_member",
                         "genlib.measures.ntk._member_jacobian"),
+    "check_fgsm": ("genlib.measures.robustness.fgsm", "genlib.measures.robustness.pgd_attack",
+                   "genlib.measures.robustness._input_gradient"),
+    "check_path_norm": ("genlib.measures.generalization.path_norm_squared",),
 }
 HIDDEN = "is not available while your answer is graded"  # in the error a hidden reference raises
 
