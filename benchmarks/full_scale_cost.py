@@ -11,6 +11,7 @@ full/quick arithmetic ratio; it leaves out what the ratio cannot see (a grid wit
 scale, extra measurements that grow faster than training), so it is a lower estimate where those grow.
 """
 import json
+import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -49,6 +50,7 @@ def ratios() -> dict[str, tuple[float, float]]:
 
 
 def main() -> None:
+    os.environ.setdefault("GENLIB_PROGRESS", "0")
     arithmetic = ratios()
     if len(sys.argv) < 2:
         return

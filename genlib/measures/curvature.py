@@ -268,11 +268,6 @@ def _power_iteration(operator: Callable[[Vectors], Vectors], v: Vectors, iterati
     return value
 
 
-def _member_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(S,) booleans -> (S, 1, ..., 1) to pick whole members of a tensor shaped like a parameter."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
-
-
 def _lanczos_until(
     operator: Callable[[Vectors], Vectors], v: Vectors, max_iterations: int, tolerance: float,
     residual: bool = False,
@@ -280,25 +275,33 @@ def _lanczos_until(
     """Lanczos per member (the members' Krylov bases are built side by side, one product for all):
     each member's top Ritz value, its Ritz vector (unit norm) and the products it took, frozen at
     the product where the Ritz value first moved by <= ``tolerance`` x its size (``residual``: where
-    the Ritz pair's residual beta_k |s_k| first fell to <= ``tolerance`` x its size)."""
+    the Ritz pair's residual beta_k |s_k| first fell to <= ``tolerance`` x its size).
+
+    The basis is kept flat, (S, k, P), so that reorthogonalizing against it is two batched matrix
+    products per pass rather than a Python loop over basis vectors and parameter tensors."""
     members = v[0].shape[0]
     like = v[0]
+    shapes = [t.shape for t in v]
+    sizes = [t[0].numel() for t in v]
+    flat = lambda vectors: torch.cat([t.flatten(1) for t in vectors], 1)  # (S, P)
+    unflat = lambda f: [piece.reshape(shape) for piece, shape in zip(f.split(sizes, 1), shapes)]
+    unit = lambda f: f * torch.where((f * f).sum(1) > 0, (f * f).sum(1).rsqrt(), torch.zeros(members).to(like))[:, None]
     value = torch.full((members,), float("nan"), dtype=like.dtype, device=like.device)
     used = torch.zeros(members, dtype=torch.long, device=like.device)
     done = torch.zeros(members, dtype=torch.bool, device=like.device)
-    unit = lambda u: _scale(torch.where(_dot(u, u) > 0, _dot(u, u).rsqrt(), torch.zeros(members).to(like)), u)
-    q = unit(v)
+    q = unit(flat(v))
     vectors = q
-    basis: list[Vectors] = [q]
+    basis = torch.empty(members, min(max_iterations, 16), q.shape[1], dtype=like.dtype, device=like.device)
+    basis[:, 0] = q
     alphas: list[torch.Tensor] = []
     betas: list[torch.Tensor] = []
     for k in range(1, max_iterations + 1):
-        w = operator(q)
-        alphas.append(_dot(q, w))
+        w = flat(operator(unflat(q)))
+        alphas.append((q * w).sum(1))
+        spanned = basis[:, :k]  # (S, k, P)
         for _ in range(2):  # full reorthogonalization, twice (float32)
-            for b in basis:
-                w = [wi - ci for wi, ci in zip(w, _scale(_dot(b, w), b))]
-        beta = _dot(w, w).sqrt()
+            w = w - torch.bmm(torch.bmm(spanned, w[:, :, None]).transpose(1, 2), spanned)[:, 0]
+        beta = (w * w).sum(1).sqrt()
         tri = torch.diag_embed(torch.stack(alphas, 1))  # (S, k, k) the tridiagonal T_k
         if k > 1:
             off = torch.stack(betas, 1)
@@ -317,16 +320,17 @@ def _lanczos_until(
         used = torch.where(active, torch.full_like(used, k), used)
         if newly.any():
             s_top = coefficients[:, :, -1].to(like.dtype)  # (S, k) the top Ritz vector in the basis
-            ritz_vector = [sum(broadcast_per_member(s_top[:, j], b[i]) * b[i] for j, b in enumerate(basis))
-                           for i in range(len(q))]
-            vectors = [torch.where(_member_mask(newly, r), r, old) for r, old in zip(ritz_vector, vectors)]
+            ritz_vector = torch.bmm(s_top[:, None, :], spanned)[:, 0]
+            vectors = torch.where(newly[:, None], ritz_vector, vectors)
         done = done | newly
         if bool(done.all()):
             break
         betas.append(beta)
-        q = _scale(torch.where(beta > 0, beta.reciprocal(), torch.zeros_like(beta)), w)
-        basis.append(q)
-    return Eigenpair(value, unit(vectors), used)
+        q = w * torch.where(beta > 0, beta.reciprocal(), torch.zeros_like(beta))[:, None]
+        if k == basis.shape[1]:  # full: double its room
+            basis = torch.cat([basis, torch.empty_like(basis)[:, : min(k, max_iterations - k)]], 1)
+        basis[:, k] = q
+    return Eigenpair(value, unflat(unit(vectors)), used)
 
 
 def _top_of(operator: Callable[[Vectors], Vectors], start: Vectors, iterations: int) -> torch.Tensor:

@@ -94,7 +94,8 @@ def training_arithmetic(model: Ensemble, data: TaskData, config: TrainConfig) ->
     x, y = data.batch(data.train_idx[:, :batch])
     with FlopCounterMode(display=False) as step:
         model.zero_grad()
-        per_example_loss(model(x.to(next(model.parameters()))), y, config.loss).mean(-1).sum().backward()
+        like = next(model.parameters())
+        per_example_loss(model(x.to(like) if x.is_floating_point() else x), y, config.loss).mean(-1).sum().backward()
     model.zero_grad()
     with FlopCounterMode(display=False) as evaluation:
         evaluate(model, data, config.loss)
