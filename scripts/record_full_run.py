@@ -50,7 +50,7 @@ def run_experiment(chapter: str) -> dict:
         report = json.loads((Path(reports) / f"{chapter}-full.json").read_text())
     return {"date": datetime.date.today().isoformat(), "hardware": hardware(), "wall_s": round(wall),
             "claims_held": not report["failed"], "claims": len(report["held"]) + len(report["failed"]),
-            "failed": report["failed"]}
+            "failed": report["failed"], "not_claimed": report.get("not_claimed", [])}
 
 
 RECORDED_RUNS = "## Full scale: recorded runs"  # the timing page's section this script keeps

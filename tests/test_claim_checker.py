@@ -43,7 +43,28 @@ def test_outcomes_are_written_for_the_record(tmp_path, monkeypatch):
     claim(True, "first")
     claim(False, "second")
     report = json.loads((tmp_path / "memorization-full.json").read_text())
-    assert report == {"chapter": "memorization", "scale": "full", "held": ["first"], "failed": ["second"]}
+    assert report == {"chapter": "memorization", "scale": "full", "held": ["first"], "failed": ["second"],
+                      "not_claimed": []}
+
+
+def test_a_claim_made_at_quick_scale_only_is_listed_but_not_checked_at_full(tmp_path, monkeypatch):
+    record = tmp_path / "full_runs.json"
+    record.write_text(json.dumps({"grokking": {"claims_held": True, "date": "2026-12-06", "hardware": "cpu"}}))
+    monkeypatch.setattr(claims, "FULL_RUNS", record)
+    monkeypatch.setenv("GENLIB_CLAIMS_REPORT", str(tmp_path))
+    claim = Claims("grokking", scale="full")  # recorded: asserting
+    claim(False, "holds at quick scale only", scales=("quick",))  # no exception
+    claim(True, "holds everywhere")
+    assert claim.outcomes == [("holds at quick scale only", None), ("holds everywhere", True)]
+    listing = claim.new_listing()
+    assert "1 of 1 claims held" in listing.heading() and "1 made at another scale only" in listing.heading()
+    assert '<li class="not-claimed">– holds at quick scale only' in listing._repr_html_()
+    report = json.loads((tmp_path / "grokking-full.json").read_text())
+    assert report["failed"] == [] and report["not_claimed"] == ["holds at quick scale only"]
+    with pytest.raises(AssertionError):
+        Claims("grokking", scale="quick")(False, "still asserted at quick scale", scales=("quick",))
+    with pytest.raises(ValueError, match="scales"):
+        claim(True, "x", scales=("medium",))
 
 
 def test_chapter_name_and_scale_are_checked():

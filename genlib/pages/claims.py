@@ -54,8 +54,18 @@ class Claims:
         figures_of(chapter)  # figures exported for slides ($GENLIB_FIGURES) are named after the chapter
         _list_after_each_cell(self)
 
-    def __call__(self, holds, sentence: str) -> None:
-        """Check one sentence. Returns nothing, so a cell that ends with a claim prints no stray value."""
+    def __call__(self, holds, sentence: str, scales: tuple[str, ...] = SCALES) -> None:
+        """Check one sentence. Returns nothing, so a cell that ends with a claim prints no stray value.
+
+        ``scales``: where the text makes the claim. A sentence the text limits to quick scale (a full run
+        showed it does not carry over, and the text says so) passes ``scales=("quick",)``: at full scale
+        it is listed as not claimed, neither asserted nor counted as failed."""
+        for scale in scales:
+            check_choice("scales", scale, SCALES)
+        if self.scale not in scales:
+            self.outcomes.append((sentence, None))
+            self._report()
+            return
         holds = bool(holds)
         self.outcomes.append((sentence, holds))
         self._report()
@@ -79,9 +89,10 @@ class Claims:
         path = Path(directory) / f"{self.chapter}-{self.scale}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         held = [s for s, ok in self.outcomes if ok]
-        failed = [s for s, ok in self.outcomes if not ok]
-        path.write_text(json.dumps({"chapter": self.chapter, "scale": self.scale, "held": held, "failed": failed},
-                                   indent=1))
+        failed = [s for s, ok in self.outcomes if ok is False]
+        unclaimed = [s for s, ok in self.outcomes if ok is None]
+        path.write_text(json.dumps({"chapter": self.chapter, "scale": self.scale, "held": held, "failed": failed,
+                                    "not_claimed": unclaimed}, indent=1))
 
     def status(self) -> str:
         """One line for the top of a chapter: how its claims are checked at this scale."""
@@ -91,19 +102,25 @@ class Claims:
                 "reported, not asserted")
 
 
+MARKS = {True: "✓", False: "✗", None: "–"}  # held, did not hold, not made at this scale
+CLASSES = {True: "held", False: "failed", None: "not-claimed"}
+
+
 @dataclass
 class ClaimsList:
     """What one cell checked: each sentence with ✓ or ✗, and the numbers its text quotes."""
 
-    claims: list[tuple[str, bool]]
+    claims: list[tuple[str, bool | None]]  # None: the text does not make this claim at this scale
     numbers: list[tuple[str, str]]
     scale: str
     asserted: bool
 
     def heading(self) -> str:
-        held = sum(ok for _, ok in self.claims)
+        made = [ok for _, ok in self.claims if ok is not None]
         how = "asserted" if self.asserted else "checked, not asserted (scale not yet verified)"
-        return f"{held} of {len(self.claims)} claims held on this run ({self.scale} scale, {how})"
+        skipped = len(self.claims) - len(made)
+        other = f"; {skipped} made at another scale only, not checked" if skipped else ""
+        return f"{sum(made)} of {len(made)} claims held on this run ({self.scale} scale, {how}{other})"
 
     def grouped(self) -> list[tuple[str, bool]]:
         """The claims with a repeated check (one per seed, say) shown once, its count appended."""
@@ -117,7 +134,7 @@ class ClaimsList:
 
     def __repr__(self) -> str:
         lines = [self.heading()] if self.claims else []
-        lines += [f"  {'✓' if ok else '✗'} {sentence}" for sentence, ok in self.grouped()]
+        lines += [f"  {MARKS[ok]} {sentence}" for sentence, ok in self.grouped()]
         if self.numbers:
             lines.append("numbers in the text: " + ", ".join(f"{name} = {value}" for name, value in self.numbers))
         return "\n".join(lines)
@@ -126,7 +143,7 @@ class ClaimsList:
         parts = ['<div class="genlib-claims">']
         if self.claims:
             parts.append(f'<p class="genlib-claims-heading">{html.escape(self.heading())}</p><ul>')
-            parts += [f'<li class="{"held" if ok else "failed"}">{"✓" if ok else "✗"} {html.escape(sentence)}</li>'
+            parts += [f'<li class="{CLASSES[ok]}">{MARKS[ok]} {html.escape(sentence)}</li>'
                       for sentence, ok in self.grouped()]
             parts.append("</ul>")
         if self.numbers:
