@@ -16,7 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -72,23 +72,36 @@ CHAPTER_PAGES = [p for p in CHAPTER_PAGES if (HTML.parents[1] / "book" / f"{p.st
 
 
 @pytest.mark.parametrize("page", CHAPTER_PAGES, ids=lambda p: p.stem)
-def test_explorer_responds_to_its_slider_without_a_kernel(browser, page):
+def test_explorer_responds_to_its_first_control_without_a_kernel(browser, page):
+    """Move the explorer's first control (a slider, or a dropdown where the choices are names): its figure
+    changes; move it back: the first figure returns."""
     browser.get(page.as_uri())
     wait = WebDriverWait(browser, 60)
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle"))
+    controls = ".widget-slider .noUi-handle, .widget-dropdown select"
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, controls))
     wait.until(lambda b: any(i.is_displayed() for i in b.find_elements(By.CSS_SELECTOR, "img.widget-image")))
-    handle = browser.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")[0]  # the first control
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", handle)
-    readout = browser.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-readout")[0]
-    explorer = explorer_of(browser, handle)
-    before, start = shown_explorer_figure(browser, explorer), readout.text
+    control = browser.find_elements(By.CSS_SELECTOR, controls)[0]  # the first control, in page order
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", control)
+    explorer = explorer_of(browser, control)
+    before = shown_explorer_figure(browser, explorer)
     browser.save_screenshot(str(SHOTS / f"explorer-{page.stem}-before.png"))
-    handle.click()
-    handle.send_keys(Keys.ARROW_RIGHT)
+    if control.tag_name == "select":
+        choice = Select(control)
+        start = choice.first_selected_option.text
+        choice.select_by_index(1 if choice.options[0].text == start else 0)
+        wait.until(lambda b: shown_explorer_figure(b, explorer) != before)
+        browser.save_screenshot(str(SHOTS / f"explorer-{page.stem}-after.png"))
+        choice.select_by_visible_text(start)
+        wait.until(lambda b: shown_explorer_figure(b, explorer) == before)
+        return
+    readout = explorer.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-readout")[0]
+    start = readout.text
+    control.click()
+    control.send_keys(Keys.ARROW_RIGHT)
     wait.until(lambda b: readout.text != start)
     wait.until(lambda b: shown_explorer_figure(b, explorer) != before)
     browser.save_screenshot(str(SHOTS / f"explorer-{page.stem}-after.png"))
-    handle.send_keys(Keys.ARROW_LEFT)
+    control.send_keys(Keys.ARROW_LEFT)
     wait.until(lambda b: readout.text == start and shown_explorer_figure(b, explorer) == before)
 
 
