@@ -19,12 +19,13 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from genlib.running.profile import KINDS as COLUMNS  # the table's columns: each kind of work
+
 BOOK = Path(__file__).resolve().parents[1] / "book"
 START = ("import genlib.experiments  # every module that imports train(), so the profile wraps it there too\n"
          "from genlib.running.profile import Profile as _Profile\n_profile = _Profile().start()")
 REPORT = ("import json as _json\n"
           "print('PROFILE', _json.dumps(_profile.stop().seconds() | {'experiments': _profile.by_experiment}))")
-COLUMNS = ("training steps", "evaluations", "measurements", "closed form", "data and models", "cache", "notebook")
 
 
 def profile_chapter(name: str) -> dict[str, float]:
