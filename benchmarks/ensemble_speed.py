@@ -8,7 +8,11 @@ AdamW. Variants:
             genlib.core.train does (on a CPU, forward/backward in cache-sized blocks of members);
   loop-S1   genlib's model with S = 1, in a loop: separates the gain of batching members from
             the gain of genlib's folded first layer.
-The last line of each block is ``speedup <ensemble / loop>``.
+The last line of each block is ``speedup <ensemble / loop>``. The rates are shares of this device's
+float32 matmul rate: of the matrix products genlib actually does, and of the model FLOPs (the plain
+network's, as the loop computes it: what a model-step stands for, the usual yardstick between two
+implementations of one model). genlib's folded first layer skips most of that layer's arithmetic, so
+in model FLOPs it can pass 100%.
 
 On a GPU (the figures for the timing page):
     python benchmarks/ensemble_speed.py --device cuda --members 64 256 --precision both
@@ -78,7 +82,8 @@ def timed(step, steps: int, device: torch.device, warmup: int = 5) -> float:
     return time.perf_counter() - start
 
 
-def bench_loop(members: int, steps: int, device: torch.device) -> float:
+def bench_loop(members: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """(model-steps/s, FLOPs per model-step) of a loop of plain PyTorch models on the grokking workload."""
     data = modular_arithmetic(P, "+", FRACTION, list(range(members))).to(device)
     models, optimizers, batches = [], [], []
     for s in range(members):
@@ -96,7 +101,7 @@ def bench_loop(members: int, steps: int, device: torch.device) -> float:
             loss.backward()
             opt.step()
 
-    return members * steps / timed(step, steps, device)
+    return members * steps / timed(step, steps, device), flops_of(step) / members
 
 
 def bench_ensemble(members: int, steps: int, device: torch.device,
@@ -184,10 +189,10 @@ def bench_mlp_vmap(members: int, steps: int, device: torch.device) -> float:
     return members * steps / timed(step, steps, device)
 
 
-def print_rate(flops_per_second: float, device: torch.device) -> None:
+def print_rate(flops_per_second: float, device: torch.device, counted: str = "matrix products") -> None:
     peak = matmul_rate(device)
     share = 100 * flops_per_second / peak
-    print(f"genlib ensemble: {flops_per_second / 1e9:.1f} GFLOP/s of matrix products = {share:.0f}% of this device's "
+    print(f"genlib ensemble: {flops_per_second / 1e9:.1f} GFLOP/s of {counted} = {share:.0f}% of this device's "
           f"float32 matmul rate ({peak / 1e9:.0f} GFLOP/s, 2048^2)")
 
 
@@ -203,7 +208,7 @@ def main_mlp(members: int, steps: int, device: torch.device) -> None:
 
 
 def main_grokking(members: int, steps: int, device: torch.device, block: int | None) -> None:
-    loop = bench_loop(members, steps, device)
+    loop, plain_work = bench_loop(members, steps, device)
     single = bench_ensemble(1, steps, device)[0]  # a loop of these runs at the same rate
     ensemble, block, work = bench_ensemble(members, steps, device, block)
     one_pass = bench_ensemble(members, steps, device, members)[0] if block < members else ensemble
@@ -211,7 +216,11 @@ def main_grokking(members: int, steps: int, device: torch.device, block: int | N
     print(f"genlib, one member      {single:10.1f} model-steps/s  (folded first layer, no batching)")
     print(f"genlib, all S in one pass {one_pass:8.1f} model-steps/s")
     print(f"genlib ensemble (S={members}, {block} per pass) {ensemble:8.1f} model-steps/s")
-    print_rate(ensemble * work, device)
+    print_rate(ensemble * work, device, "matrix products done")
+    # The model FLOPs (the plain network's, first layer unfolded): the arithmetic a model-step stands
+    # for, the yardstick that compares implementations (and the loop) on one scale.
+    print_rate(ensemble * plain_work, device, f"model FLOPs ({plain_work / 1e9:.2f} GFLOP per model-step)")
+    print(f"loop of nn.Modules: {100 * loop * plain_work / matmul_rate(device):.0f}% of the matmul rate in model FLOPs")
     print(f"speedup {ensemble / loop:.2f}")
 
 

@@ -6,46 +6,73 @@ each chapter's full-scale time on this machine.
 
 For every declared trained experiment, its quick and full setups are built (not trained) and one
 training step and one evaluation are counted (:func:`genlib.running.footprint.training_arithmetic`):
-members x steps x FLOPs. A chapter's estimate scales each experiment's measured quick seconds by its
-full/quick arithmetic ratio; it leaves out what the ratio cannot see (a grid with more points at full
-scale, extra measurements that grow faster than training), so it is a lower estimate where those grow.
+members x steps x FLOPs. An experiment that is the point of a grid is counted over all the grid's
+points at each scale (a grid may add points at full scale, or grow a size along its axis). A chapter's
+estimate scales each experiment's measured quick seconds by its full/quick arithmetic ratio; it leaves
+out measurements that grow faster than training, so it is a lower estimate where those grow.
 """
+import importlib
+import inspect
 import json
 import os
+import pkgutil
 import sys
 import tempfile
 from dataclasses import replace
 
+import genlib.experiments
 from genlib.experiments import declared_experiments
 from genlib.running.experiment import TrainedExperiment
-from genlib.running.footprint import build_at_scale, training_arithmetic
+from genlib.running.footprint import build_setup, training_arithmetic
+from genlib.running.grid import Grid
 
 
-def arithmetic_at(cls: type, scale: str, directory: str):
-    """The arithmetic of ``cls`` at ``scale``, for its own number of steps (building it may have
+def arithmetic_of(setup, directory: str) -> float:
+    """FLOPs of one declared setup's run, for its own number of steps (building it may have
     shortened the run to reach its requirements' end points cheaply)."""
-    setup, data, model, config = build_at_scale(cls, scale, directory)
-    steps = getattr(cls.at_scale(scale), "steps", config.steps)
-    return training_arithmetic(model, data, replace(config, steps=steps))
+    _, data, model, config = build_setup(setup, directory)
+    steps = getattr(setup, "steps", config.steps)
+    return training_arithmetic(model, data, replace(config, steps=steps)).total
+
+
+def declared_grids() -> dict[type, list[type]]:
+    """{experiment class: the grid classes whose points it is}, over the chapters' modules."""
+    grids: dict[type, list[type]] = {}
+    for info in pkgutil.iter_modules(genlib.experiments.__path__):
+        module = importlib.import_module(f"genlib.experiments.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Grid) and cls.__module__ == module.__name__ and not inspect.isabstract(cls):
+                grids.setdefault(cls.POINT, []).append(cls)
+    return grids
+
+
+def scale_arithmetic(cls: type, grids: list[type], scale: str, directory: str) -> float:
+    """FLOPs of ``cls`` at ``scale``: over every point of its grids (the largest grid, if it is
+    the point of several), or of the setup alone."""
+    if not grids:
+        return arithmetic_of(cls.at_scale(scale), directory)
+    return max(sum(arithmetic_of(point, directory) for point in grid.at_scale(scale).setups().values())
+               for grid in grids)
 
 
 def ratios() -> dict[str, tuple[float, float]]:
     """{experiment name: (quick GFLOP, full GFLOP)} for every declared trained experiment."""
-    out = {}
+    out, grids = {}, declared_grids()
     for cls in declared_experiments():
         if not issubclass(cls, TrainedExperiment):
             continue
         name = f"{cls.__module__}.{cls.__qualname__}"
         try:
             with tempfile.TemporaryDirectory() as scratch:
-                quick = arithmetic_at(cls, "quick", scratch)
-                full = arithmetic_at(cls, "full", scratch)
+                quick = scale_arithmetic(cls, grids.get(cls, []), "quick", scratch)
+                full = scale_arithmetic(cls, grids.get(cls, []), "full", scratch)
         except (OSError, RuntimeError) as e:  # e.g. CIFAR-10 not downloadable here
             print(f"{name}: not built ({e})", file=sys.stderr)
             continue
-        out[name] = (quick.total / 1e9, full.total / 1e9)
-        print(f"{name:60s} quick {quick.total / 1e9:10.2f} GFLOP   full {full.total / 1e9:12.1f} GFLOP   "
-              f"x{full.total / max(quick.total, 1):.0f}", flush=True)
+        out[name] = (quick / 1e9, full / 1e9)
+        over = f" (over {', '.join(g.__name__ for g in grids[cls])})" if cls in grids else ""
+        print(f"{name:60s} quick {quick / 1e9:10.2f} GFLOP   full {full / 1e9:12.1f} GFLOP   "
+              f"x{full / max(quick, 1):.0f}{over}", flush=True)
     return out
 
 

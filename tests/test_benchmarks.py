@@ -52,3 +52,38 @@ def test_recording_a_full_run_changes_only_the_recorded_runs_table(tmp_path):
     lines = page.read_text().splitlines()
     assert profile_row in lines
     assert "| {doc}`spectral_bias` | 2026-12-06 | 2-core CPU | 10 min | yes |" in lines
+
+
+FAKE_PEER = """
+import sys, torch, torchvision.datasets  # the stand-in module must satisfy the peer's import
+assert sys.argv[sys.argv.index("--num_epochs") + 1] == "2" and "--orthogonal_gradients" in sys.argv
+torch.set_num_threads(5)  # as the peer does; a no-op in the second run
+print("threads", torch.get_num_threads())
+"""
+
+
+def test_peer_speed_times_a_peer_checkout_and_genlib(tmp_path, capsys):
+    (tmp_path / "grokking_experiments.py").write_text(FAKE_PEER)
+    main_of("peer_speed.py")(["--peer", str(tmp_path), "--members", "2", "--epochs", "2"])
+    out = capsys.readouterr().out
+    assert "genlib, 2 seeds as one ensemble" in out and "x with threads as here" in out
+
+
+@pytest.mark.parametrize("args", [[], ["--members", "0"], ["--epochs", "0"]])
+def test_peer_speed_rejects_a_bad_checkout_or_size(args, tmp_path, capsys):
+    if args:  # a checkout that would do: the size is what is wrong
+        (tmp_path / "grokking_experiments.py").write_text(FAKE_PEER)
+    with pytest.raises(SystemExit):
+        main_of("peer_speed.py")(["--peer", str(tmp_path), *args])
+    assert f"{args[0] if args else '--peer'} must be" in capsys.readouterr().err
+
+
+def test_full_scale_cost_counts_every_point_of_a_grid():
+    cost = runpy.run_path(str(BENCHMARKS / "full_scale_cost.py"))
+    from genlib.experiments.scale_transfer import InstabilityGrid, InstabilitySetup
+
+    assert cost["declared_grids"]()[InstabilitySetup] == [InstabilityGrid]
+    points = len(InstabilityGrid.at_scale("quick").setups())
+    one = cost["scale_arithmetic"](InstabilitySetup, [], "quick", None)
+    over_grid = cost["scale_arithmetic"](InstabilitySetup, [InstabilityGrid], "quick", None)
+    assert points == 6 and one < over_grid < points * one  # widths 16 and 32: the 16-wide points cost less

@@ -57,6 +57,16 @@ def test_nc1_grows_with_the_within_class_noise():
     assert values[0] < 1e-3 < values[-1]
 
 
+def test_nc1_of_a_diverged_member_is_nan_and_the_others_are_unchanged():
+    """A run that diverged has NaN features: its NC1 is NaN, the solver does not fail for the batch."""
+    features, labels, _ = collapsed(noise=0.1, members=3)
+    alone = within_class_variation(features[:1], labels[:1], 4)
+    features[1, 3, 2] = torch.nan
+    features[2, 0, 0] = torch.inf
+    nc1 = within_class_variation(features, labels, 4)
+    assert torch.isnan(nc1[1:]).all() and torch.equal(nc1[:1], alone)
+
+
 def test_nc1_of_a_two_class_example_by_hand():
     """Class 0 at (-1 -+ b, +-c), class 1 at (1 -+ b, +-c): means (-1, 0), (1, 0) and Sigma_B = diag(1, 0);
     the deviations (-+b, +-c) give Sigma_W = [[b^2, -bc], [-bc, c^2]], so NC1 = b^2 / 2 whatever c."""

@@ -75,6 +75,36 @@ def test_sgd_with_momentum_matches_torch():
     torch.testing.assert_close(w[0].detach(), ref.detach())
 
 
+@pytest.mark.parametrize("kind, decay, momentum", [("adamw", 0.0, 0.0), ("adamw", 0.3, 0.0), ("sgd", 0.0, 0.0),
+                                                   ("sgd", 0.1, 0.0), ("sgd", 0.0, 0.9)])
+def test_steps_without_temporaries_give_the_plain_formulas_bit_for_bit(kind, decay, momentum):
+    """The step writes into the spent gradient and a scratch tensor instead of fresh temporaries; the
+    parameters must come out exactly as the textbook formulas (with their temporaries) give them."""
+    torch.manual_seed(1)
+    w = torch.randn(3, 5, 4, requires_grad=True)
+    lr, wd = torch.tensor([0.1, 0.03, 0.01]), torch.full((3,), decay)
+    ours = EnsembleOptimizer([w], kind, lr, wd, momentum=momentum)
+    ref, m, v = w.detach().clone(), torch.zeros_like(w), torch.zeros_like(w)
+    lr_, wd_ = lr.view(-1, 1, 1), wd.view(-1, 1, 1)
+    for t in range(1, 6):
+        target = torch.randn(3, 5, 4)
+        ours.zero_grad()
+        ((w - target) ** 3).sum().backward()
+        ours.step()
+        g = 3 * (ref - target) ** 2
+        if kind == "adamw":
+            if decay:
+                ref.mul_(1 - lr_ * wd_)
+            m.mul_(0.9).add_(g, alpha=0.1)
+            v.mul_(0.98).addcmul_(g, g, value=1 - 0.98)
+            ref.addcdiv_(m * (lr_ / (1 - 0.9**t)), (v / (1 - 0.98**t)).sqrt_().add_(1e-8), value=-1)
+        else:
+            g = g + wd_ * ref if decay else g
+            g = m.mul_(momentum).add_(g) if momentum else g
+            ref.sub_(lr_ * g)
+    assert torch.equal(w.detach(), ref)
+
+
 def test_perpendicular_gradient_is_orthogonal_and_keeps_norm():
     w, g = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
     perp = perpendicular_gradient(w, g)

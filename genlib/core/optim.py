@@ -49,6 +49,9 @@ class EnsembleOptimizer:
         self.state = [
             {"m": torch.zeros_like(p), "v": torch.zeros_like(p)} for p in params
         ]
+        # AdamW's step quotient m_hat * lr, written in place each step: a temporary the size of every
+        # parameter per step costs a CPU as much as the arithmetic (fresh pages to touch)
+        self.scratch = [torch.empty_like(p) for p in params] if kind == "adamw" else []
         # per-layer step-size multipliers a parameterization tags its tensors with (muP); None: 1
         self.multipliers = [getattr(p, "lr_multipliers", {}).get(self.kind) for p in params]
         # no member decays: skip the decay's two passes over every parameter (multiplying by 1, adding 0)
@@ -56,10 +59,13 @@ class EnsembleOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
+        """One step of every member. The gradients are used up: they serve as scratch space (call
+        :meth:`zero_grad` before the next backward pass), so that no step allocates a temporary the
+        size of the parameters; the arithmetic, and so every result, is the same as without."""
         self.step_count += 1
         t = self.step_count
         b1, b2 = self.betas
-        for p, state, multiplier in zip(self.params, self.state, self.multipliers):
+        for i, (p, state, multiplier) in enumerate(zip(self.params, self.state, self.multipliers)):
             g = p.grad
             if g is None:
                 continue
@@ -74,14 +80,16 @@ class EnsembleOptimizer:
                     p.mul_(1 - lr * wd)
                 state["m"].mul_(b1).add_(g, alpha=1 - b1)
                 state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                denom = (state["v"] / (1 - b2**t)).sqrt_().add_(self.eps)
-                p.addcdiv_(state["m"] * (lr / (1 - b1**t)), denom, value=-1)
+                denom = torch.div(state["v"], 1 - b2**t, out=g).sqrt_().add_(self.eps)  # g is spent
+                step = torch.mul(state["m"], lr / (1 - b1**t), out=self.scratch[i])
+                p.addcdiv_(step, denom, value=-1)
             else:  # sgd
                 if wd is not None:
                     g = g + wd * p
                 if self.momentum:
-                    g = state["m"].mul_(self.momentum).add_(g)
-                p.sub_(lr * g)
+                    p.sub_(lr * state["m"].mul_(self.momentum).add_(g))
+                else:
+                    p.sub_(g.mul_(lr))  # g is spent: scaled in place
 
     def zero_grad(self) -> None:
         for p in self.params:

@@ -192,10 +192,22 @@ def ensemble_backward(
         backward(model(x), slice(None))
         return
     params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    # Each block's parameters are leaves of their own (views of the ensemble's), and their gradients
+    # are written into the ensemble's gradient block by block: differentiating through the views
+    # instead would make every block's backward pass fill a gradient the size of all S members.
+    # (A parameter that no block gives a gradient keeps none, as after one pass.)
+    grads = {k: torch.zeros_like(v) if v.grad is None else v.grad for k, v in params.items() if v.requires_grad}
+    reached = set()
     for start in range(0, model.members, block):
         part = slice(start, start + block)
-        state = {k: v[part] for k, v in params.items()} | {k: v[part] for k, v in buffers.items()}
-        backward(functional_call(model, state, (x[part],)), part)
+        leaves = {k: v[part].detach().requires_grad_(v.requires_grad) for k, v in params.items()}
+        backward(functional_call(model, leaves | {k: v[part] for k, v in buffers.items()}, (x[part],)), part)
+        for k, leaf in leaves.items():
+            if leaf.grad is not None:
+                grads[k][part].add_(leaf.grad)
+                reached.add(k)
+    for k in reached:
+        params[k].grad = grads[k]
 
 
 @contextmanager

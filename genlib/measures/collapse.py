@@ -28,13 +28,17 @@ def within_class_variation(features: torch.Tensor, labels: torch.Tensor, num_cla
     (mu_c - mu_G)(mu_c - mu_G)^T. Sigma_B has rank at most K - 1 and its null directions come out
     ~1e-16 of its largest eigenvalue in float64: eigenvalues below ``PINV_RTOL`` of the largest are
     treated as zero (torch.linalg.pinv's rtol). Variation outside the span of the means counts 0.
+    A member whose features are not all finite (a diverged run) gets NaN; the others are unaffected.
     """
     h, means, centred = _class_means(features, labels, num_classes)
     within = h - means.gather(1, labels.to(h.device)[..., None].expand_as(h))  # (S, N, d)
     sigma_w = within.transpose(1, 2) @ within / h.shape[1]  # (S, d, d)
     sigma_b = centred.transpose(1, 2) @ centred / num_classes  # (S, d, d)
-    inverse = torch.linalg.pinv(sigma_b, rtol=PINV_RTOL, hermitian=True)
-    return (sigma_w * inverse.transpose(1, 2)).sum((1, 2)) / num_classes
+    finite = torch.isfinite(sigma_w).all(-1).all(-1) & torch.isfinite(sigma_b).all(-1).all(-1)  # (S,)
+    # LAPACK's eigensolver fails on a NaN anywhere in the batch: solve on zeros there, report NaN
+    inverse = torch.linalg.pinv(torch.where(finite[:, None, None], sigma_b, 0.0), rtol=PINV_RTOL, hermitian=True)
+    nc1 = (torch.where(finite[:, None, None], sigma_w, 0.0) * inverse.transpose(1, 2)).sum((1, 2)) / num_classes
+    return torch.where(finite, nc1, torch.nan)
 
 
 def equinorm(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -132,7 +132,12 @@ def build_at_scale(cls: type, scale: str, directory=None, requirement_steps: int
     (cached in ``directory``): enough for ``build`` to read them, not a run at that scale."""
     if not issubclass(cls, TrainedExperiment):
         raise ValueError(f"cls must be a TrainedExperiment (closed-form ones are not trained); got {cls.__name__}")
-    setup = cls.at_scale(scale)
+    return build_setup(cls.at_scale(scale), directory, requirement_steps)
+
+
+def build_setup(setup, directory=None, requirement_steps: int = 2):
+    """(setup, data, model, config) of one trained experiment as declared (a grid's point, say),
+    without training it; requirements as in :func:`build_at_scale`."""
     inputs = {}
     if setup.requires():
         setup = _shortened(setup, requirement_steps)
