@@ -1,6 +1,7 @@
 """Run chapters at full scale and record the outcome: python scripts/record_full_run.py CHAPTER [...]
 
 ``--all`` runs every chapter of the table of contents, in its order (on a GPU: the whole book).
+``--dry-run`` runs and reports the claims without recording anything (e.g. against a cache of full runs).
 
 Each chapter's notebook is executed top to bottom with GENLIB_SCALE=full (nbclient, no output
 kept). Its claims are reported, not asserted, until recorded (see genlib/pages/claims.py); this script
@@ -77,14 +78,17 @@ def book_chapters() -> list[str]:
 
 
 def main(chapters: list[str]) -> None:
+    dry_run = "--dry-run" in chapters  # run and report, record nothing (checking claims against a cached full run)
+    chapters = [c for c in chapters if c != "--dry-run"]
     if chapters == ["--all"]:
         chapters = book_chapters()
     if not chapters:
         raise SystemExit(__doc__)
     for chapter in chapters:
         record = run_experiment(chapter)
-        FULL_RUNS.write_text(json.dumps(full_runs() | {chapter: record}, indent=1, sort_keys=True) + "\n")
-        update_timing_page(chapter, record)
+        if not dry_run:
+            FULL_RUNS.write_text(json.dumps(full_runs() | {chapter: record}, indent=1, sort_keys=True) + "\n")
+            update_timing_page(chapter, record)
         print(f"{chapter}: {record['wall_s']} s on {record['hardware']}; every claim held: {record['claims_held']}"
               + "".join(f"\n  did not hold: {s}" for s in record["failed"]))
 

@@ -67,6 +67,27 @@ def test_nc1_of_a_diverged_member_is_nan_and_the_others_are_unchanged():
     assert torch.isnan(nc1[1:]).all() and torch.equal(nc1[:1], alone)
 
 
+def test_when_the_batched_eigensolver_fails_each_member_is_solved_alone(monkeypatch):
+    """Member 1's eigendecomposition fails (SVD gives its pseudo-inverse), member 2's fails both ways
+    (NaN); member 0 is unaffected, though the batch as a whole failed."""
+    from genlib.measures import collapse
+
+    a = torch.randn(3, 4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigma = a @ a.transpose(1, 2)  # symmetric, rank 2
+    expected = torch.linalg.pinv(sigma, rtol=collapse.PINV_RTOL, hermitian=True)
+    real_pinv = torch.linalg.pinv
+
+    def flaky(matrix, rtol=None, hermitian=False):
+        if matrix.dim() == 3 or (hermitian and torch.equal(matrix, sigma[1])) or torch.equal(matrix, sigma[2]):
+            raise torch.linalg.LinAlgError("linalg.eigh: the algorithm failed to converge")
+        return real_pinv(matrix, rtol=rtol, hermitian=hermitian)
+
+    monkeypatch.setattr(torch.linalg, "pinv", flaky)
+    got = collapse._pseudo_inverse(sigma)
+    torch.testing.assert_close(got[:2], expected[:2])
+    assert torch.isnan(got[2]).all()
+
+
 def test_nc1_of_a_two_class_example_by_hand():
     """Class 0 at (-1 -+ b, +-c), class 1 at (1 -+ b, +-c): means (-1, 0), (1, 0) and Sigma_B = diag(1, 0);
     the deviations (-+b, +-c) give Sigma_W = [[b^2, -bc], [-bc, c^2]], so NC1 = b^2 / 2 whatever c."""

@@ -36,9 +36,27 @@ def within_class_variation(features: torch.Tensor, labels: torch.Tensor, num_cla
     sigma_b = centred.transpose(1, 2) @ centred / num_classes  # (S, d, d)
     finite = torch.isfinite(sigma_w).all(-1).all(-1) & torch.isfinite(sigma_b).all(-1).all(-1)  # (S,)
     # LAPACK's eigensolver fails on a NaN anywhere in the batch: solve on zeros there, report NaN
-    inverse = torch.linalg.pinv(torch.where(finite[:, None, None], sigma_b, 0.0), rtol=PINV_RTOL, hermitian=True)
+    inverse = _pseudo_inverse(torch.where(finite[:, None, None], sigma_b, 0.0))
     nc1 = (torch.where(finite[:, None, None], sigma_w, 0.0) * inverse.transpose(1, 2)).sum((1, 2)) / num_classes
     return torch.where(finite, nc1, torch.nan)
+
+
+def _pseudo_inverse(sigma: torch.Tensor) -> torch.Tensor:
+    """(S, d, d) pseudo-inverses of symmetric matrices, by eigendecomposition. One member on which
+    the eigensolver fails to converge (features of a run blowing up) would fail the whole batch:
+    then each member is solved alone, by SVD where its eigendecomposition fails, NaN where both do."""
+    try:
+        return torch.linalg.pinv(sigma, rtol=PINV_RTOL, hermitian=True)
+    except torch.linalg.LinAlgError:
+        out = torch.full_like(sigma, torch.nan)
+        for s, matrix in enumerate(sigma):
+            for hermitian in (True, False):
+                try:
+                    out[s] = torch.linalg.pinv(matrix, rtol=PINV_RTOL, hermitian=hermitian)
+                    break
+                except torch.linalg.LinAlgError:
+                    continue
+        return out
 
 
 def equinorm(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
