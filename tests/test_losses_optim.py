@@ -91,6 +91,7 @@ def test_steps_without_temporaries_give_the_plain_formulas_bit_for_bit(kind, dec
         ours.zero_grad()
         ((w - target) ** 3).sum().backward()
         ours.step()
+        assert w.grad is None, "the spent gradient (scratch space now) is dropped"
         g = 3 * (ref - target) ** 2
         if kind == "adamw":
             if decay:

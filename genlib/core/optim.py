@@ -59,9 +59,10 @@ class EnsembleOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One step of every member. The gradients are used up: they serve as scratch space (call
-        :meth:`zero_grad` before the next backward pass), so that no step allocates a temporary the
-        size of the parameters; the arithmetic, and so every result, is the same as without."""
+        """One step of every member. The gradients are used up: they serve as scratch space, so that
+        no step allocates a temporary the size of the parameters (the arithmetic, and so every result,
+        is the same as without), and are then dropped (``p.grad`` is None after a step, as after
+        :meth:`zero_grad`), so that no later backward pass accumulates into what is left of them."""
         self.step_count += 1
         t = self.step_count
         b1, b2 = self.betas
@@ -90,6 +91,7 @@ class EnsembleOptimizer:
                     p.sub_(lr * state["m"].mul_(self.momentum).add_(g))
                 else:
                     p.sub_(g.mul_(lr))  # g is spent: scaled in place
+            p.grad = None
 
     def zero_grad(self) -> None:
         for p in self.params:
