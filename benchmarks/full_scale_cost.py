@@ -11,20 +11,15 @@ points at each scale (a grid may add points at full scale, or grow a size along 
 estimate scales each experiment's measured quick seconds by its full/quick arithmetic ratio; it leaves
 out measurements that grow faster than training, so it is a lower estimate where those grow.
 """
-import importlib
-import inspect
 import json
 import os
-import pkgutil
 import sys
 import tempfile
 from dataclasses import replace
 
-import genlib.experiments
-from genlib.experiments import declared_experiments
+from genlib.experiments import declared_experiments, declared_grids
 from genlib.running.experiment import TrainedExperiment
 from genlib.running.footprint import build_setup, training_arithmetic
-from genlib.running.grid import Grid
 
 
 def arithmetic_of(setup, directory: str) -> float:
@@ -35,14 +30,11 @@ def arithmetic_of(setup, directory: str) -> float:
     return training_arithmetic(model, data, replace(config, steps=steps)).total
 
 
-def declared_grids() -> dict[type, list[type]]:
-    """{experiment class: the grid classes whose points it is}, over the chapters' modules."""
+def grids_of_points() -> dict[type, list[type]]:
+    """{experiment class: the declared grid classes whose points it is}."""
     grids: dict[type, list[type]] = {}
-    for info in pkgutil.iter_modules(genlib.experiments.__path__):
-        module = importlib.import_module(f"genlib.experiments.{info.name}")
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, Grid) and cls.__module__ == module.__name__ and not inspect.isabstract(cls):
-                grids.setdefault(cls.POINT, []).append(cls)
+    for grid in declared_grids():
+        grids.setdefault(grid.POINT, []).append(grid)
     return grids
 
 
@@ -57,7 +49,7 @@ def scale_arithmetic(cls: type, grids: list[type], scale: str, directory: str) -
 
 def ratios() -> dict[str, tuple[float, float]]:
     """{experiment name: (quick GFLOP, full GFLOP)} for every declared trained experiment."""
-    out, grids = {}, declared_grids()
+    out, grids = {}, grids_of_points()
     for cls in declared_experiments():
         if not issubclass(cls, TrainedExperiment):
             continue

@@ -82,7 +82,7 @@ def test_full_scale_cost_counts_every_point_of_a_grid():
     cost = runpy.run_path(str(BENCHMARKS / "full_scale_cost.py"))
     from genlib.experiments.scale_transfer import InstabilityGrid, InstabilitySetup
 
-    assert cost["declared_grids"]()[InstabilitySetup] == [InstabilityGrid]
+    assert cost["grids_of_points"]()[InstabilitySetup] == [InstabilityGrid]
     points = len(InstabilityGrid.at_scale("quick").setups())
     one = cost["scale_arithmetic"](InstabilitySetup, [], "quick", None)
     over_grid = cost["scale_arithmetic"](InstabilitySetup, [InstabilityGrid], "quick", None)

@@ -42,3 +42,18 @@ def test_full_scale_setup_builds_fits_and_trains(cls, tmp_path):
                                                         device="cpu", progress=False))
     assert list(history.steps) == [0, 2]
     assert np.all(np.isfinite(history["train_loss"])), f"{cls.__name__}: non-finite loss in two steps"
+
+
+def test_build_setup_rejects_what_is_not_a_trained_experiment():
+    from genlib.experiments.scale_transfer import TransferGrid
+    from genlib.running.footprint import build_setup
+
+    with pytest.raises(ValueError, match="setup must be a TrainedExperiment instance"):
+        build_setup(TransferGrid.at_scale("quick"))
+
+
+def test_declared_grids_are_grids_of_declared_experiments():
+    from genlib.experiments import declared_grids
+
+    grids = declared_grids()
+    assert grids and all(grid.POINT in EXPERIMENTS for grid in grids)

@@ -138,6 +138,9 @@ def build_at_scale(cls: type, scale: str, directory=None, requirement_steps: int
 def build_setup(setup, directory=None, requirement_steps: int = 2):
     """(setup, data, model, config) of one trained experiment as declared (a grid's point, say),
     without training it; requirements as in :func:`build_at_scale`."""
+    if not isinstance(setup, TrainedExperiment):
+        raise ValueError(f"setup must be a TrainedExperiment instance (closed-form ones are not trained); "
+                         f"got {type(setup).__name__}")
     inputs = {}
     if setup.requires():
         setup = _shortened(setup, requirement_steps)
