@@ -15,6 +15,7 @@ from genlib.measures.curvature import (
     top_eigenpair,
     top_eigenvalue,
 )
+from genlib.measures.curvature import _hessian_operator, _lanczos_until, _random_vectors
 
 LOSSES = ["mse", "cross_entropy"]
 
@@ -93,6 +94,27 @@ def test_top_eigenpair_residual_rule_stops_near_an_eigenpair():
         v = flat(pair.vectors, s)
         residual = (dense_hessian(model, data, "mse", s) @ v - pair.values[s] * v).norm()
         assert residual <= 1e-6 * pair.values[s] * (1 + 1e-6)
+
+
+def test_a_restricted_operator_gives_its_members_products():
+    model, data = tiny("mse", members=5)
+    vectors = [torch.randn_like(p) for p in model.parameters()]
+    chosen = torch.tensor([1, 4])
+    products = _hessian_operator(model, data, "mse", None, chosen)([v[chosen] for v in vectors])
+    for mine, theirs in zip(products, hessian_vector_product(model, data, vectors, "mse")):
+        torch.testing.assert_close(mine, theirs[chosen], rtol=0, atol=1e-12)
+
+
+def test_top_eigenpair_drops_stopped_members_without_changing_any_reading():
+    model, data = tiny("mse", members=8)
+    start = next(_random_vectors(model, "normal", 0))
+    everyone = _lanczos_until(_hessian_operator(model, data, "mse", None), start, 500, 1e-7, residual=True)
+    pair = top_eigenpair(model, data, "mse", tolerance=1e-7, max_iterations=500, rule="residual")
+    assert len(set(pair.iterations.tolist())) > 2, "members must stop at different products for this test"
+    torch.testing.assert_close(pair.iterations, everyone.iterations, rtol=0, atol=0)
+    torch.testing.assert_close(pair.values, everyone.values, rtol=1e-12, atol=0)
+    for mine, theirs in zip(pair.vectors, everyone.vectors):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-10)
 
 
 def test_top_eigenpair_of_a_diverged_member_is_nan_and_the_others_are_unaffected():

@@ -44,6 +44,34 @@ def test_folded_embedding_mlp_equals_concatenation():
     torch.testing.assert_close(m(x), expected)
 
 
+@pytest.mark.parametrize("combine", ["concat", "sum"])
+def test_embedding_mlp_gradients_are_those_of_the_plain_formula(combine):
+    """The pair lookup's own backward pass (mask, then index_add_) against autograd on the plain
+    formula, in float64, repeated tokens included."""
+    m = EmbeddingMLP(7, [0, 1], embed_dim=4, hidden=(8,), combine=combine).double()
+    x = tokens(7, 2, 30)
+    targets = torch.randn(2, 30, 7, dtype=torch.float64)
+    (m(x) * targets).sum().backward()
+    mine = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad(set_to_none=True)
+    a, b = x[..., 0], x[..., 1]
+    if combine == "sum":
+        rows = lambda t, i: torch.stack([t[s][i[s]] for s in range(2)])
+        h = torch.relu(rows(m.embed_a, a) + rows(m.embed_b, b))
+        layers = zip(m.weights, m.biases)
+    else:
+        e = torch.stack([m.embed[s][x[s]] for s in range(2)]).flatten(2)
+        h = torch.relu(torch.bmm(e, m.weights[0]) + m.biases[0])
+        layers = zip(m.weights[1:], m.biases[1:])
+    layers = list(layers)
+    for i, (w, bias) in enumerate(layers):
+        h = torch.bmm(h, w) + bias
+        h = torch.relu(h) if i < len(layers) - 1 else h
+    (h * targets).sum().backward()
+    for got, expected in zip(mine, [p.grad for p in m.parameters()]):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_prieto_mlp_is_a_linear_layer_on_one_hot_pairs():
     p = 5
     m = prieto_mlp(p, [0], width=6)

@@ -4,7 +4,7 @@ import torch
 
 from genlib.core.data import digits, modular_arithmetic, quadratic_teacher
 from genlib.core.models import MLP, EmbeddingMLP
-from genlib.core.train import TrainConfig, eval_schedule, train
+from genlib.core.train import TrainConfig, denormals_flushed, eval_schedule, train
 
 
 def small(seeds=(0, 1)):
@@ -157,3 +157,15 @@ def test_a_metric_may_return_several_measures_at_once():
     h = train(model, data, TrainConfig(steps=4, eval_every=2, eval_log_points=0),
               extra_metrics={"pair": lambda m: {"one": torch.ones(2), "two": 2 * torch.ones(2)}})
     assert np.all(h["pair/one"] == 1) and np.all(h["pair/two"] == 2)
+
+
+def test_denormals_are_flushed_inside_training_only():
+    tiny = torch.tensor([1e-39])  # a float32 denormal
+    flushed = lambda: (tiny * 1.0).item() == 0.0
+    with denormals_flushed():
+        assert flushed()
+    assert not flushed()  # off again after: torch's default
+    history = train(MLP(4, (8,), 1, [0]), quadratic_teacher(4, 16, 8, [0]),
+                    TrainConfig(steps=2, loss="mse", progress=False),
+                    extra_metrics={"flushed": lambda m: torch.tensor([float(flushed())])})
+    assert np.all(history["flushed"] == 1.0) and not flushed()

@@ -42,8 +42,9 @@ def _cross_entropy(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def _stablemax_cross_entropy(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    logp = torch.log(stablemax(outputs.double(), dim=-1))  # in float64, as Prieto et al. do
-    return -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).to(outputs.dtype)
+    s = stablemax_s(outputs.double())  # in float64, as Prieto et al. do
+    # -log(s_y / sum_c s_c) as log(sum_c s_c) - log(s_y): no division or log over every class
+    return (s.sum(-1).log() - s.gather(-1, labels.unsqueeze(-1)).squeeze(-1).log()).to(outputs.dtype)
 
 
 _PER_EXAMPLE = {"cross_entropy": _cross_entropy, "stablemax": _stablemax_cross_entropy, "mse": _mse}

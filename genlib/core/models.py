@@ -123,18 +123,41 @@ def _member_gather(table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _relu_pair_sum(table_a: torch.Tensor, table_b: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """relu(table_a[s, a] + table_b[s, b]) for every member s: (S, p, H) tables -> (S, B, H).
+    """relu(table_a[s, a] + table_b[s, b]) for every member s: (S, p, H) tables -> (S, B, H)."""
+    return _ReluPairSum.apply(table_a, table_b, a, b)
 
-    One summing ``embedding_bag`` over the members' stacked tables writes the large (S, B, H)
-    result once and the ReLU runs in place on it; separate lookups, an addition and a ReLU would
-    each pass over that tensor, and at S = 8 the step is bound by memory traffic, not arithmetic.
+
+class _ReluPairSum(torch.autograd.Function):
+    """:func:`_relu_pair_sum`, with a backward pass of its own.
+
+    Forward: one summing ``embedding_bag`` over the members' stacked tables writes the large
+    (S, B, H) result once and the ReLU runs in place on it; separate lookups, an addition and a
+    ReLU would each pass over that tensor, and at S = 8 the step is bound by memory traffic, not
+    arithmetic. Backward: the ReLU's mask, then two ``index_add_`` of the masked gradient into the
+    stacked tables' gradient; ``embedding_bag``'s own backward sorts the indices at every step and
+    took this CPU about three times as long (grokking workload). It is not twice differentiable.
     """
-    members, vocab, width = table_a.shape
-    offset = (torch.arange(members, device=a.device) * 2 * vocab).view(-1, 1)
-    bags = torch.stack([a + offset, b + vocab + offset], dim=-1).reshape(-1, 2)  # (S*B, 2)
-    tables = torch.cat([table_a, table_b], dim=1).reshape(members * 2 * vocab, width)
-    summed = nn.functional.embedding_bag(bags, tables, mode="sum")  # its backward needs no output
-    return torch.relu_(summed).view(members, -1, width)
+
+    @staticmethod
+    def forward(ctx, table_a, table_b, a, b):
+        members, vocab, width = table_a.shape
+        offset = (torch.arange(members, device=a.device) * 2 * vocab).view(-1, 1)
+        rows_a, rows_b = (a + offset).reshape(-1), (b + vocab + offset).reshape(-1)  # rows of the stacked tables
+        tables = torch.cat([table_a, table_b], dim=1).reshape(members * 2 * vocab, width)
+        out = torch.relu_(nn.functional.embedding_bag(torch.stack([rows_a, rows_b], dim=-1), tables, mode="sum"))
+        ctx.save_for_backward(out, rows_a, rows_b)
+        ctx.table_shape = table_a.shape
+        return out.view(members, -1, width)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        out, rows_a, rows_b = ctx.saved_tensors
+        members, vocab, width = ctx.table_shape
+        masked = torch.ops.aten.threshold_backward(grad.reshape(out.shape), out, 0)  # 0 where the ReLU was off
+        tables = masked.new_zeros(members * 2 * vocab, width).index_add_(0, rows_a, masked).index_add_(0, rows_b, masked)
+        tables = tables.view(members, 2, vocab, width)
+        return tables[:, 0], tables[:, 1], None, None
 
 
 class EmbeddingMLP(Ensemble):
@@ -198,7 +221,7 @@ class EmbeddingMLP(Ensemble):
         for i, w in layers:  # h: (S, B, width)
             h = torch.baddbmm(self.biases[i], h, w) if self.bias else torch.bmm(h, w)
             if i < len(self.weights) - 1:
-                h = torch.relu(h)
+                h = torch.relu_(h)  # in place: the product's backward pass needs its inputs, not its output
         return h
 
     def token_embedding(self) -> torch.Tensor:

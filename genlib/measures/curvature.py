@@ -101,7 +101,7 @@ def top_eigenpair(
     check_choice("rule", rule, ("change", "residual"))
     first = next(_random_vectors(model, "normal", seed))
     return _lanczos_until(_hessian_operator(model, data, loss, subset), first, max_iterations, tolerance,
-                          rule == "residual")
+                          rule == "residual", lambda members: _hessian_operator(model, data, loss, subset, members))
 
 
 def hessian_trace(
@@ -202,12 +202,21 @@ def _training_batch(model: Ensemble, data: TaskData, loss: str, subset: int | No
     return move(x), move(y)
 
 
-def _hessian_operator(model: Ensemble, data: TaskData, loss: str, subset: int | None) -> Callable[[Vectors], Vectors]:
-    """v -> H v for all members, reusing one graph of the gradient (one backward pass per product)."""
+def _hessian_operator(
+    model: Ensemble, data: TaskData, loss: str, subset: int | None, members: torch.Tensor | None = None
+) -> Callable[[Vectors], Vectors]:
+    """v -> H v for all members, reusing one graph of the gradient (one backward pass per product).
+    ``members`` (indices): the products of these members only, for vectors holding only theirs."""
     x, y = _training_batch(model, data, loss, subset)
     params = list(model.parameters())
     with evaluation_mode(model), torch.enable_grad():
-        total = per_example_loss(model(x), y, loss).mean(-1).sum()
+        if members is None:
+            outputs = model(x)
+        else:  # a graph of these members alone: each of them a leaf of its own
+            named = {k: v.detach()[members].requires_grad_() for k, v in model.named_parameters()}
+            buffers = {k: v[members] for k, v in model.named_buffers()}
+            outputs, params, y = functional_call(model, named | buffers, (x[members],)), list(named.values()), y[members]
+        total = per_example_loss(outputs, y, loss).mean(-1).sum()
         grads = torch.autograd.grad(total, params, create_graph=True)
 
     def hvp(vectors: Vectors) -> Vectors:
@@ -270,27 +279,32 @@ def _power_iteration(operator: Callable[[Vectors], Vectors], v: Vectors, iterati
 
 def _lanczos_until(
     operator: Callable[[Vectors], Vectors], v: Vectors, max_iterations: int, tolerance: float,
-    residual: bool = False,
+    residual: bool = False, restrict: Callable[[torch.Tensor], Callable[[Vectors], Vectors]] | None = None,
 ) -> Eigenpair:
     """Lanczos per member (the members' Krylov bases are built side by side, one product for all):
     each member's top Ritz value, its Ritz vector (unit norm) and the products it took, frozen at
     the product where the Ritz value first moved by <= ``tolerance`` x its size (``residual``: where
     the Ritz pair's residual beta_k |s_k| first fell to <= ``tolerance`` x its size).
 
+    ``restrict(members)``: the operator of those members alone (indices). Given it, once a quarter
+    of the members still iterated have stopped, the rest go on without them: a reading's cost is
+    then close to the members' mean number of products rather than their maximum.
+
     The basis is kept flat, (S, k, P), so that reorthogonalizing against it is two batched matrix
     products per pass rather than a Python loop over basis vectors and parameter tensors."""
     members = v[0].shape[0]
     like = v[0]
-    shapes = [t.shape for t in v]
+    shapes = [t.shape[1:] for t in v]
     sizes = [t[0].numel() for t in v]
     flat = lambda vectors: torch.cat([t.flatten(1) for t in vectors], 1)  # (S, P)
-    unflat = lambda f: [piece.reshape(shape) for piece, shape in zip(f.split(sizes, 1), shapes)]
-    unit = lambda f: f * torch.where((f * f).sum(1) > 0, (f * f).sum(1).rsqrt(), torch.zeros(members).to(like))[:, None]
+    unflat = lambda f: [piece.reshape(-1, *shape) for piece, shape in zip(f.split(sizes, 1), shapes)]
+    unit = lambda f: f * torch.where((f * f).sum(1) > 0, (f * f).sum(1).rsqrt(), torch.zeros(len(f)).to(like))[:, None]
     value = torch.full((members,), float("nan"), dtype=like.dtype, device=like.device)
     used = torch.zeros(members, dtype=torch.long, device=like.device)
     done = torch.zeros(members, dtype=torch.bool, device=like.device)
+    live = torch.arange(members, device=like.device)  # the members iterated: rows of q, basis, alphas, betas
     q = unit(flat(v))
-    vectors = q
+    vectors = q.clone()
     basis = torch.empty(members, min(max_iterations, 16), q.shape[1], dtype=like.dtype, device=like.device)
     basis[:, 0] = q
     alphas: list[torch.Tensor] = []
@@ -298,11 +312,11 @@ def _lanczos_until(
     for k in range(1, max_iterations + 1):
         w = flat(operator(unflat(q)))
         alphas.append((q * w).sum(1))
-        spanned = basis[:, :k]  # (S, k, P)
+        spanned = basis[:, :k]  # (L, k, P)
         for _ in range(2):  # full reorthogonalization, twice (float32)
             w = w - torch.bmm(torch.bmm(spanned, w[:, :, None]).transpose(1, 2), spanned)[:, 0]
         beta = (w * w).sum(1).sqrt()
-        tri = torch.diag_embed(torch.stack(alphas, 1))  # (S, k, k) the tridiagonal T_k
+        tri = torch.diag_embed(torch.stack(alphas, 1))  # (L, k, k) the tridiagonal T_k
         if k > 1:
             off = torch.stack(betas, 1)
             tri = tri + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
@@ -312,17 +326,17 @@ def _lanczos_until(
         if residual:  # ||H y - theta y|| = beta_k |last entry of the Ritz vector's coefficients|
             moved = beta * coefficients[:, -1, -1].abs().to(like.dtype)
         else:
-            moved = (top - value).abs()
+            moved = (top - value[live]).abs()
         settled = (moved <= tolerance * top.abs()) | ~torch.isfinite(top) | (beta <= 1e-12 * top.abs())
-        newly = ~done & (settled | (k == max_iterations))
-        active = ~done
-        value = torch.where(active, top, value)
-        used = torch.where(active, torch.full_like(used, k), used)
+        active = ~done[live]
+        newly = active & (settled | (k == max_iterations))
+        value[live] = torch.where(active, top, value[live])
+        used[live] = torch.where(active, torch.full_like(active, k, dtype=used.dtype), used[live])
         if newly.any():
-            s_top = coefficients[:, :, -1].to(like.dtype)  # (S, k) the top Ritz vector in the basis
+            s_top = coefficients[:, :, -1].to(like.dtype)  # (L, k) the top Ritz vector in the basis
             ritz_vector = torch.bmm(s_top[:, None, :], spanned)[:, 0]
-            vectors = torch.where(newly[:, None], ritz_vector, vectors)
-        done = done | newly
+            vectors[live] = torch.where(newly[:, None], ritz_vector, vectors[live])
+        done[live] = done[live] | newly
         if bool(done.all()):
             break
         betas.append(beta)
@@ -330,6 +344,11 @@ def _lanczos_until(
         if k == basis.shape[1]:  # full: double its room
             basis = torch.cat([basis, torch.empty_like(basis)[:, : min(k, max_iterations - k)]], 1)
         basis[:, k] = q
+        going = ~done[live]
+        if restrict is not None and 4 * int((~going).sum()) >= len(live):  # drop the stopped members
+            live, q, basis = live[going], q[going], basis[going]
+            alphas, betas = [a[going] for a in alphas], [b[going] for b in betas]
+            operator = restrict(live)
     return Eigenpair(value, unflat(unit(vectors)), used)
 
 
