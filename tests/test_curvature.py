@@ -7,6 +7,9 @@ from genlib.core.models import MLP
 from genlib.core.optim import EnsembleOptimizer
 from genlib.core.train import ensemble_backward, predict
 from genlib.measures.curvature import (
+    _hessian_operator,
+    _lanczos_until,
+    _random_vectors,
     adam_preconditioner,
     dense_hessian,
     hessian_trace,
@@ -15,7 +18,6 @@ from genlib.measures.curvature import (
     top_eigenpair,
     top_eigenvalue,
 )
-from genlib.measures.curvature import _hessian_operator, _lanczos_until, _random_vectors
 
 LOSSES = ["mse", "cross_entropy"]
 

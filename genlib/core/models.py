@@ -155,8 +155,8 @@ class _ReluPairSum(torch.autograd.Function):
         out, rows_a, rows_b = ctx.saved_tensors
         members, vocab, width = ctx.table_shape
         masked = torch.ops.aten.threshold_backward(grad.reshape(out.shape), out, 0)  # 0 where the ReLU was off
-        tables = masked.new_zeros(members * 2 * vocab, width).index_add_(0, rows_a, masked).index_add_(0, rows_b, masked)
-        tables = tables.view(members, 2, vocab, width)
+        tables = masked.new_zeros(members * 2 * vocab, width).index_add_(0, rows_a, masked)
+        tables = tables.index_add_(0, rows_b, masked).view(members, 2, vocab, width)
         return tables[:, 0], tables[:, 1], None, None
 
 

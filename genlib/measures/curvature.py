@@ -215,7 +215,8 @@ def _hessian_operator(
         else:  # a graph of these members alone: each of them a leaf of its own
             named = {k: v.detach()[members].requires_grad_() for k, v in model.named_parameters()}
             buffers = {k: v[members] for k, v in model.named_buffers()}
-            outputs, params, y = functional_call(model, named | buffers, (x[members],)), list(named.values()), y[members]
+            outputs = functional_call(model, named | buffers, (x[members],))
+            params, y = list(named.values()), y[members]
         total = per_example_loss(outputs, y, loss).mean(-1).sum()
         grads = torch.autograd.grad(total, params, create_graph=True)
 
