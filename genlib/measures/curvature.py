@@ -347,7 +347,7 @@ def _lanczos_until(
         basis[:, k] = q
         going = ~done[live]
         if restrict is not None and 4 * int((~going).sum()) >= len(live):  # drop the stopped members
-            live, q, basis = live[going], q[going], basis[going]
+            live, q, basis = live[going], q[going], basis[going, : k + 1]  # only the columns in use
             alphas, betas = [a[going] for a in alphas], [b[going] for b in betas]
             operator = restrict(live)
     return Eigenpair(value, unflat(unit(vectors)), used)
