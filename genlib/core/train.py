@@ -213,10 +213,10 @@ def ensemble_backward(
 @contextmanager
 def denormals_flushed():
     """Inside, the CPU treats denormal floats (magnitudes below about 1e-38 in float32) as zero:
-    x86 CPUs compute on them about a hundred times slower, and a run whose softmax collapses
-    (grokking chapter) makes many. Whatever the setting was, it is off (torch's default) after.
-    The grokking chapter's runs came out the same bit for bit with and without it, and ran up to
-    1.7 times as fast."""
+    x86 CPUs compute on them many times slower (15x for an elementwise product on this project's
+    CPU), and a run whose softmax collapses (grokking chapter) makes many. Whatever the setting
+    was, it is off (torch's default) after. The grokking chapter's runs came out the same bit for
+    bit with and without it, and its collapsing run took 5.3 s instead of 9.2."""
     torch.set_flush_denormal(True)
     try:
         yield
