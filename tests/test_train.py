@@ -4,7 +4,7 @@ import torch
 
 from genlib.core.data import digits, modular_arithmetic, quadratic_teacher
 from genlib.core.models import MLP, EmbeddingMLP
-from genlib.core.train import TrainConfig, denormals_flushed, eval_schedule, train
+from genlib.core.train import TrainConfig, denormals_flushed, eval_schedule, evaluation_mode, outputs_in_blocks, train
 
 
 def small(seeds=(0, 1)):
@@ -169,3 +169,12 @@ def test_denormals_are_flushed_inside_training_only():
                     TrainConfig(steps=2, loss="mse", progress=False),
                     extra_metrics={"flushed": lambda m: torch.tensor([float(flushed())])})
     assert np.all(history["flushed"] == 1.0) and not flushed()
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5])
+def test_outputs_in_member_blocks_are_the_ensembles_outputs(block):
+    mlp = MLP(4, (8,), 3, list(range(5)), batch_norm=True, output_scale=[1.0, 2.0, 1.0, 0.5, 1.0])
+    tokens = EmbeddingMLP(7, list(range(5)), embed_dim=4, hidden=(8,))
+    for model, x in ((mlp, torch.randn(5, 6, 4)), (tokens, torch.randint(0, 7, (5, 6, 2)))):
+        with evaluation_mode(model):
+            torch.testing.assert_close(outputs_in_blocks(model, x, block), model(x), rtol=0, atol=0)

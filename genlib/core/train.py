@@ -242,6 +242,18 @@ def predict(model: Ensemble, x: torch.Tensor) -> torch.Tensor:
         return model(x.to(next(model.parameters())))
 
 
+def outputs_in_blocks(model: Ensemble, x: torch.Tensor, block: int) -> torch.Tensor:
+    """model(x), computed ``block`` members at a time: the same numbers (members share nothing), and
+    on a CPU faster for large evaluation sets, whose activations for all members at once far
+    exceed the cache (Prieto et al.'s MLP, 8 members, 7,662 test pairs: 38 ms instead of 63)."""
+    if block >= model.members:
+        return model(x)
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    parts = (slice(start, start + block) for start in range(0, model.members, block))
+    return torch.cat([functional_call(model, {k: v[part] for k, v in (params | buffers).items()}, (x[part],))
+                      for part in parts])
+
+
 def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tensor]:
     """Loss (and accuracy for classification) on every evaluation set, one value per member."""
     with evaluation_mode(model):
@@ -251,9 +263,10 @@ def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tens
 def _evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tensor]:
     out = {}
     classify = data.num_classes is not None
+    device = next(model.parameters()).device
     for name, idx in data.eval_sets().items():
         x, labels = data.batch(idx)
-        outputs = model(x)  # (S, n, C)
+        outputs = outputs_in_blocks(model, x, member_block(model, idx.shape[1], device))  # (S, n, C)
         out[f"{name}_loss"] = per_example_loss(outputs, labels, loss).mean(-1)
         if classify:
             out[f"{name}_acc"] = accuracy(outputs, labels)
