@@ -123,40 +123,54 @@ def _member_gather(table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _relu_pair_sum(table_a: torch.Tensor, table_b: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """relu(table_a[s, a] + table_b[s, b]) for every member s: (S, p, H) tables -> (S, B, H)."""
+    """relu(table_a[s, a] + table_b[s, b]) for every member s: (S, p, H) tables -> (S, B, H).
+
+    One summing ``embedding_bag`` over the members' stacked tables writes the large (S, B, H)
+    result once and the ReLU runs in place on it; separate lookups, an addition and a ReLU would
+    each pass over that tensor, and at S = 8 the step is bound by memory traffic, not arithmetic.
+    Its backward pass is :class:`_ReluPairSum`'s, except under torch.func's transforms (kernels,
+    per-example gradients), which differentiate the lookup itself.
+    """
+    if _functorch_transforms_active():
+        bags, tables = _stacked_pair_rows(table_a, table_b, a, b)
+        return torch.relu_(nn.functional.embedding_bag(bags, tables, mode="sum")).view(*a.shape, -1)
     return _ReluPairSum.apply(table_a, table_b, a, b)
 
 
-class _ReluPairSum(torch.autograd.Function):
-    """:func:`_relu_pair_sum`, with a backward pass of its own.
+# torch's own test, in autograd.Function.apply; were it ever gone, the plain path always.
+_functorch_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
 
-    Forward: one summing ``embedding_bag`` over the members' stacked tables writes the large
-    (S, B, H) result once and the ReLU runs in place on it; separate lookups, an addition and a
-    ReLU would each pass over that tensor, and at S = 8 the step is bound by memory traffic, not
-    arithmetic. Backward: the ReLU's mask, then two ``index_add_`` of the masked gradient into the
-    stacked tables' gradient; ``embedding_bag``'s own backward sorts the indices at every step and
-    took this CPU about three times as long (grokking workload). It is not twice differentiable.
-    """
+
+def _stacked_pair_rows(table_a, table_b, a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bags (S*B, 2), tables (S*2p, H)): rows a and b of every member's stacked [table_a; table_b]."""
+    members, vocab, width = table_a.shape
+    offset = (torch.arange(members, device=a.device) * 2 * vocab).view(-1, 1)
+    bags = torch.stack([a + offset, b + vocab + offset], dim=-1).reshape(-1, 2)
+    return bags, torch.cat([table_a, table_b], dim=1).reshape(members * 2 * vocab, width)
+
+
+class _ReluPairSum(torch.autograd.Function):
+    """:func:`_relu_pair_sum` with a backward pass of its own: the ReLU's mask, then two
+    ``index_add_`` of the masked gradient into the stacked tables' gradient. ``embedding_bag``'s
+    own backward sorts the indices at every step and took this CPU about three times as long
+    (grokking workload). Not twice differentiable."""
 
     @staticmethod
     def forward(ctx, table_a, table_b, a, b):
-        members, vocab, width = table_a.shape
-        offset = (torch.arange(members, device=a.device) * 2 * vocab).view(-1, 1)
-        rows_a, rows_b = (a + offset).reshape(-1), (b + vocab + offset).reshape(-1)  # rows of the stacked tables
-        tables = torch.cat([table_a, table_b], dim=1).reshape(members * 2 * vocab, width)
-        out = torch.relu_(nn.functional.embedding_bag(torch.stack([rows_a, rows_b], dim=-1), tables, mode="sum"))
-        ctx.save_for_backward(out, rows_a, rows_b)
+        bags, tables = _stacked_pair_rows(table_a, table_b, a, b)
+        out = torch.relu_(nn.functional.embedding_bag(bags, tables, mode="sum"))
+        ctx.save_for_backward(out, bags)
         ctx.table_shape = table_a.shape
-        return out.view(members, -1, width)
+        return out.view(*a.shape, -1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        out, rows_a, rows_b = ctx.saved_tensors
+        out, bags = ctx.saved_tensors
         members, vocab, width = ctx.table_shape
         masked = torch.ops.aten.threshold_backward(grad.reshape(out.shape), out, 0)  # 0 where the ReLU was off
-        tables = masked.new_zeros(members * 2 * vocab, width).index_add_(0, rows_a, masked)
-        tables = tables.index_add_(0, rows_b, masked).view(members, 2, vocab, width)
+        tables = masked.new_zeros(members * 2 * vocab, width).index_add_(0, bags[:, 0], masked)
+        tables = tables.index_add_(0, bags[:, 1], masked).view(members, 2, vocab, width)
         return tables[:, 0], tables[:, 1], None, None
 
 
