@@ -178,3 +178,8 @@ def test_outputs_in_member_blocks_are_the_ensembles_outputs(block):
     for model, x in ((mlp, torch.randn(5, 6, 4)), (tokens, torch.randint(0, 7, (5, 6, 2)))):
         with evaluation_mode(model):
             torch.testing.assert_close(outputs_in_blocks(model, x, block), model(x), rtol=0, atol=0)
+
+
+def test_outputs_in_blocks_refuses_a_block_below_one():
+    with pytest.raises(ValueError, match="block"):
+        outputs_in_blocks(MLP(4, (8,), 3, [0, 1]), torch.randn(2, 5, 4), 0)

@@ -87,6 +87,15 @@ class Ensemble(nn.Module):
     def members(self) -> int:
         return len(self.seeds)
 
+    def member_state(self, members: slice | torch.Tensor, leaves: bool = False) -> dict[str, torch.Tensor]:
+        """The parameters and buffers of members ``members`` (a slice or indices), by name: with
+        ``torch.func.functional_call``, the ensemble of those members alone. ``leaves``: each parameter
+        detached into a leaf of its own (requiring gradients as the ensemble's does), so that a
+        backward pass stops there instead of filling a gradient the size of the whole ensemble."""
+        params = {k: v[members].detach().requires_grad_(v.requires_grad) if leaves else v[members]
+                  for k, v in self.named_parameters()}
+        return params | {k: v[members] for k, v in self.named_buffers()}
+
     def _param(self, *shape: int, std: float | None = None, bound: float | None = None) -> nn.Parameter:
         """A (S, *shape) parameter: normal(0, std) or uniform(-bound, bound), one generator per member."""
         self._salt += 1

@@ -191,7 +191,7 @@ def ensemble_backward(
     if block >= model.members:
         backward(model(x), slice(None))
         return
-    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    params = dict(model.named_parameters())
     # Each block's parameters are leaves of their own (views of the ensemble's), and their gradients
     # are written into the ensemble's gradient block by block: differentiating through the views
     # instead would make every block's backward pass fill a gradient the size of all S members.
@@ -200,9 +200,10 @@ def ensemble_backward(
     reached = set()
     for start in range(0, model.members, block):
         part = slice(start, start + block)
-        leaves = {k: v[part].detach().requires_grad_(v.requires_grad) for k, v in params.items()}
-        backward(functional_call(model, leaves | {k: v[part] for k, v in buffers.items()}, (x[part],)), part)
-        for k, leaf in leaves.items():
+        state = model.member_state(part, leaves=True)
+        backward(functional_call(model, state, (x[part],)), part)
+        for k in params:
+            leaf = state[k]
             if leaf.grad is not None:
                 grads[k][part].add_(leaf.grad)
                 reached.add(k)
@@ -246,12 +247,11 @@ def outputs_in_blocks(model: Ensemble, x: torch.Tensor, block: int) -> torch.Ten
     """model(x), computed ``block`` members at a time: the same numbers (members share nothing), and
     on a CPU faster for large evaluation sets, whose activations for all members at once far
     exceed the cache (Prieto et al.'s MLP, 8 members, 7,662 test pairs: 38 ms instead of 63)."""
+    check_int("block", block, low=1)
     if block >= model.members:
         return model(x)
-    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
     parts = (slice(start, start + block) for start in range(0, model.members, block))
-    return torch.cat([functional_call(model, {k: v[part] for k, v in (params | buffers).items()}, (x[part],))
-                      for part in parts])
+    return torch.cat([functional_call(model, model.member_state(part), (x[part],)) for part in parts])
 
 
 def evaluate(model: Ensemble, data: TaskData, loss: str) -> dict[str, torch.Tensor]:

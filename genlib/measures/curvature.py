@@ -213,10 +213,9 @@ def _hessian_operator(
         if members is None:
             outputs = model(x)
         else:  # a graph of these members alone: each of them a leaf of its own
-            named = {k: v.detach()[members].requires_grad_() for k, v in model.named_parameters()}
-            buffers = {k: v[members] for k, v in model.named_buffers()}
-            outputs = functional_call(model, named | buffers, (x[members],))
-            params, y = list(named.values()), y[members]
+            state = model.member_state(members, leaves=True)
+            outputs = functional_call(model, state, (x[members],))
+            params, y = [state[name] for name, _ in model.named_parameters()], y[members]
         total = per_example_loss(outputs, y, loss).mean(-1).sum()
         grads = torch.autograd.grad(total, params, create_graph=True)
 

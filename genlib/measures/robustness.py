@@ -296,16 +296,15 @@ class AdversarialObjective:
     def __call__(self, outputs: torch.Tensor, idx: torch.Tensor, members: slice) -> torch.Tensor:
         x, labels = self.data.batch(idx)
         eps = self.epsilon[members].view(-1, 1, 1)
-        params = {k: v[members] for k, v in self.model.named_parameters()}
-        buffers = {k: v[members] for k, v in self.model.named_buffers()}
+        state = self.model.member_state(members)
 
         def forward(inputs: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.model, params | buffers, (inputs,))
+            return functional_call(self.model, state, (inputs,))
 
-        frozen = {k: v.detach() for k, v in params.items()}
+        frozen = {k: v.detach() for k, v in state.items()}
 
         def attack_forward(inputs: torch.Tensor) -> torch.Tensor:  # the attack does not train the weights
-            return functional_call(self.model, frozen | buffers, (inputs,))
+            return functional_call(self.model, frozen, (inputs,))
 
         adv = x.detach()
         step = 2.5 * eps / self.steps
