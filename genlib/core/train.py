@@ -25,6 +25,7 @@ from .data import TaskData
 from .environment import show_progress
 from .history import History
 from .losses import LOSSES, per_example_loss, smoothed_cross_entropy, soft_cross_entropy
+from .memory import keep_freed_memory
 from .metrics import accuracy, parameter_norm, softmax_collapse
 from .models import Ensemble
 from .optim import OPTIMIZERS, EnsembleOptimizer, broadcast_per_member
@@ -354,7 +355,8 @@ def train(
 
     ``members`` labels each member (e.g. ``{"weight_decay": 1.0, "seed": 2}``) for
     ``History.select``; ``penalty`` adds a per-member term to the loss (see :class:`Penalty`).
-    The model is trained in place, on the chosen device and dtype.
+    The model is trained in place, on the chosen device and dtype. The first call in a process asks
+    malloc to keep freed memory for the next step (:func:`~genlib.core.memory.keep_freed_memory`).
     """
     config = config or TrainConfig()
     if not isinstance(model, Ensemble):
@@ -384,6 +386,7 @@ def train(
     bar = tqdm(total=config.steps, disable=not show_progress(config.progress), desc="training", unit="step",
                leave=False)
     record = _Recorder(model, data, config.loss, extra_metrics or {}, bar, observe)
+    keep_freed_memory()
     started = time.perf_counter()
     smooth = torch.tensor(smoothing, device=device, dtype=dtype) if any(smoothing) else None
     with denormals_flushed():
