@@ -3,8 +3,9 @@
 Members share no parameters and the training loss is the sum of the members' mean losses, so its
 Hessian is block-diagonal across members: one Hessian-vector product over all parameters (S, ...)
 gives every member's own H_s v_s at once. The sharpness (top eigenvalue), the trace and Adam's
-preconditioned sharpness are all built on that product; :func:`dense_hessian` gives the exact
-matrix of one member of a tiny model, for tests and exercises.
+preconditioned sharpness are all built on that product, written out for plain MLPs
+(:mod:`genlib.measures.mlp_hvp`) and by autograd for other models; :func:`dense_hessian`
+gives the exact matrix of one member of a tiny model, for tests and exercises.
 
 Everything is evaluated in evaluation mode (no dropout) on the training examples of ``data``, or
 on the first ``subset`` of each member's training examples. The model must be twice
@@ -26,6 +27,7 @@ from ..core.losses import LOSSES, per_example_loss
 from ..core.models import Ensemble
 from ..core.optim import EnsembleOptimizer, broadcast_per_member
 from ..core.train import check_sizes, evaluation_mode
+from . import mlp_hvp
 
 Vectors = list[torch.Tensor]  # one tensor per parameter, each (S, ...) like the parameter
 
@@ -205,9 +207,19 @@ def _training_batch(model: Ensemble, data: TaskData, loss: str, subset: int | No
 def _hessian_operator(
     model: Ensemble, data: TaskData, loss: str, subset: int | None, members: torch.Tensor | None = None
 ) -> Callable[[Vectors], Vectors]:
-    """v -> H v for all members, reusing one graph of the gradient (one backward pass per product).
-    ``members`` (indices): the products of these members only, for vectors holding only theirs."""
+    """v -> H v for all members: written out for a plain MLP (:mod:`.mlp_hvp`), else by autograd
+    reusing one graph of the gradient (one backward pass per product). ``members`` (indices): the
+    products of these members only, for vectors holding only theirs."""
     x, y = _training_batch(model, data, loss, subset)
+    if mlp_hvp.supports(model, loss):
+        return mlp_hvp.hessian_operator(model, x, y, loss, members)
+    return _autograd_hessian_operator(model, x, y, loss, members)
+
+
+def _autograd_hessian_operator(
+    model: Ensemble, x: torch.Tensor, y: torch.Tensor, loss: str, members: torch.Tensor | None = None
+) -> Callable[[Vectors], Vectors]:
+    """:func:`_hessian_operator` by autograd, for any twice-differentiable model."""
     params = list(model.parameters())
     with evaluation_mode(model), torch.enable_grad():
         if members is None:
