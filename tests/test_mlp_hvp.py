@@ -43,6 +43,7 @@ CASES = {
     "no hidden layer": {"hidden": ()},
     "three hidden layers": {"hidden": (4, 5, 3)},
     "dropout (products in evaluation mode)": {"dropout": 0.5},
+    "maximal-update parameterization": {"parameterization": "mup", "base_width": 2},
 }
 
 

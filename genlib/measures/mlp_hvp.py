@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..core.layers import affine
 from ..core.models import MLP
 
 Vectors = list[torch.Tensor]
@@ -39,10 +40,6 @@ def supports(model, loss: str) -> bool:
     return (isinstance(model, MLP) and model.readout == "linear" and not model.masked and model.norms is None
             and not model.centered and len(model.weight_masks) == 0 and model.activation in (torch.tanh, torch.relu)
             and loss in LOSSES)
-
-
-def _affine(bias: torch.Tensor | None, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return torch.bmm(h, weight) if bias is None else torch.baddbmm(bias, h, weight)
 
 
 def hessian_operator(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str,
@@ -60,8 +57,8 @@ def hessian_operator(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str,
     with torch.no_grad():
         units = [x]  # a_0 .. a_L
         for w, b in zip(weights[:-1], biases[:-1]):
-            units.append(model.activation(_affine(b, units[-1], w)))
-        outputs = alpha * _affine(biases[-1], units[-1], weights[-1])
+            units.append(model.activation(affine(units[-1], w, b)))
+        outputs = alpha * affine(units[-1], weights[-1], biases[-1])
         n, classes = outputs.shape[1], outputs.shape[2]
         if loss == "mse":
             if not y.is_floating_point():
@@ -87,7 +84,7 @@ def hessian_operator(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str,
         with torch.no_grad():
             r_units, r_pre = [None], []  # R a_l (R a_0 = 0) and R z_l
             for layer, w in enumerate(weights):
-                r = _affine(v_biases[layer], units[layer], v_weights[layer])
+                r = affine(units[layer], v_weights[layer], v_biases[layer])
                 if r_units[layer] is not None:
                     r.baddbmm_(r_units[layer], w)
                 r_pre.append(r)
