@@ -29,6 +29,14 @@ def test_ensemble_speed_rejects_a_bad_size():
         main_of("ensemble_speed.py")(["--members", "0"])
 
 
+def test_curvature_speed_compares_the_two_products_on_a_tiny_ensemble(capsys):
+    main_of("curvature_speed.py")(["--n-train", "60", "--hidden", "5", "--steps", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "written out:" in out and "autograd:" in out and "speedup of a product" in out
+    difference = float(out.split("largest entry: ")[1].split()[0])
+    assert difference < 1e-4  # float32: the two ways add in different orders
+
+
 def test_profile_table_sums_the_chapters():
     table = runpy.run_path(str(BENCHMARKS / "profile_chapters.py"))["table"]
     kinds = ("training steps", "evaluations", "measurements", "closed form", "data and models", "cache", "notebook")
