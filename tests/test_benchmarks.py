@@ -62,6 +62,16 @@ def test_recording_a_full_run_changes_only_the_recorded_runs_table(tmp_path):
     assert "| {doc}`spectral_bias` | 2026-12-06 | 2-core CPU | 10 min | yes |" in lines
 
 
+def test_a_recheck_keeps_the_training_run_s_date_hardware_and_time():
+    rechecked = runpy.run_path(str(BENCHMARKS.parent / "scripts" / "record_full_run.py"))["rechecked"]
+    trained = {"date": "2026-12-01", "hardware": "2-core CPU", "wall_s": 2579, "claims_held": False, "claims": 53,
+               "failed": ["a"], "not_claimed": []}
+    again = {"date": "2026-12-07", "hardware": "other", "wall_s": 40, "claims_held": True, "claims": 50, "failed": [],
+             "not_claimed": ["a"]}
+    assert rechecked(trained, again) == again | {"date": "2026-12-01", "hardware": "2-core CPU", "wall_s": 2579,
+                                                 "claims_rechecked": "2026-12-07"}
+
+
 FAKE_PEER = """
 import sys, torch, torchvision.datasets  # the stand-in module must satisfy the peer's import
 assert sys.argv[sys.argv.index("--num_epochs") + 1] == "2" and "--orthogonal_gradients" in sys.argv
