@@ -55,7 +55,9 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     totals = dict.fromkeys([*COLUMNS, "wall"], 0.0)
     for name, s in rows.items():
-        lines.append(f"| {{doc}}`{name}` | " + " | ".join(f"{s[c]:.0f}" for c in (*COLUMNS, "wall")) + " |")
+        # the file name as the link's text: the chapters' titles would widen the table past the page
+        link = f"{{doc}}`{name.replace('_', ' ')} <{name}>`"
+        lines.append(f"| {link} | " + " | ".join(f"{s[c]:.0f}" for c in (*COLUMNS, "wall")) + " |")
         for c in totals:
             totals[c] += s[c]
     lines.append("| **all** | " + " | ".join(f"**{totals[c]:.0f}**" for c in (*COLUMNS, "wall")) + " |")

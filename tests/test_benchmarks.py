@@ -42,7 +42,7 @@ def test_profile_table_sums_the_chapters():
     kinds = ("training steps", "evaluations", "measurements", "closed form", "data and models", "cache", "notebook")
     row = dict.fromkeys(kinds, 1.0) | {"wall": 8.0}
     lines = table({"a": row, "b": row | {"wall": 9.0}}).splitlines()
-    assert lines[2].startswith("| {doc}`a` | 1 | 1 |") and lines[2].endswith("| 8 |")
+    assert lines[2].startswith("| {doc}`a <a>` | 1 | 1 |") and lines[2].endswith("| 8 |")
     assert lines[-1] == "| **all** | " + " | ".join(["**2**"] * 7) + " | **17** |"
 
 
