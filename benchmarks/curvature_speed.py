@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=100, help="training steps before the products")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
+    for name in ("n_train", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
     setup = StabilitySetup(n_train=args.n_train, hidden=tuple(args.hidden), steps=args.steps,
                            eval_every=args.steps, eval_log_points=0)
     data, model, config = setup.build()

@@ -37,6 +37,11 @@ def test_curvature_speed_compares_the_two_products_on_a_tiny_ensemble(capsys):
     assert difference < 1e-4  # float32: the two ways add in different orders
 
 
+def test_curvature_speed_rejects_no_repeats():
+    with pytest.raises(SystemExit):
+        main_of("curvature_speed.py")(["--repeats", "0"])
+
+
 def test_profile_table_sums_the_chapters():
     table = runpy.run_path(str(BENCHMARKS / "profile_chapters.py"))["table"]
     kinds = ("training steps", "evaluations", "measurements", "closed form", "data and models", "cache", "notebook")

@@ -98,3 +98,10 @@ def test_pruned_networks_go_to_autograd():
     model = network()
     model.set_weight_masks([torch.ones_like(w) for w in model.weights])
     assert not mlp_hvp.supports(model, "mse")
+
+
+def test_an_unsupported_model_is_refused_by_name():
+    model, data = network(activation="gelu"), task("mse")
+    x, y = _training_batch(model, data, "mse", None)
+    with pytest.raises(ValueError, match="model and loss"):
+        mlp_hvp.hessian_operator(model, x, y, "mse")

@@ -28,12 +28,16 @@ def stablemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return s / s.sum(dim=dim, keepdim=True)
 
 
+def mse_targets(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The targets the squared error compares ``outputs`` (S, B, C) with: class ids as one-hot vectors
+    (Omnigrok's setting), one number per example as (S, B, 1), vectors as they are."""
+    if not targets.is_floating_point():
+        return F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
+    return targets.unsqueeze(-1) if targets.dim() == outputs.dim() - 1 else targets
+
+
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    if not targets.is_floating_point():  # class ids are compared with one-hot vectors (Omnigrok's setting)
-        targets = F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
-    elif targets.dim() == outputs.dim() - 1:
-        targets = targets.unsqueeze(-1)
-    return (outputs - targets).pow(2).mean(-1)
+    return (outputs - mse_targets(outputs, targets)).pow(2).mean(-1)
 
 
 def _cross_entropy(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

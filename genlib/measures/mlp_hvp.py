@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.layers import affine
+from ..core.losses import mse_targets
 from ..core.models import MLP
 
 Vectors = list[torch.Tensor]
@@ -47,6 +48,9 @@ def hessian_operator(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str,
     """v -> H v of the summed members' mean losses on inputs x (S, n, in) and targets y, for a
     model that :func:`supports`, in ``model.parameters()`` order (every weight, then every bias).
     ``members`` (indices): the products of these members only, for vectors holding only theirs."""
+    if not supports(model, loss):
+        raise ValueError(f"model and loss must be a plain MLP (linear readout, tanh or ReLU, no masks, batch "
+                         f"norm or centring) and one of {LOSSES}; got {type(model).__name__} with loss={loss!r}")
     take = (lambda t: t.detach()) if members is None else (lambda t: t.detach()[members])
     weights = [take(w) for w in model.weights]
     biases = [take(b) for b in model.biases] if model.bias else [None] * len(weights)
@@ -61,11 +65,7 @@ def hessian_operator(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str,
         outputs = alpha * affine(units[-1], weights[-1], biases[-1])
         n, classes = outputs.shape[1], outputs.shape[2]
         if loss == "mse":
-            if not y.is_floating_point():
-                y = F.one_hot(y, classes).to(outputs)
-            elif y.dim() == outputs.dim() - 1:
-                y = y.unsqueeze(-1)
-            top = alpha * (2 / (n * classes)) * (outputs - y)
+            top = alpha * (2 / (n * classes)) * (outputs - mse_targets(outputs, y).to(outputs))
         else:
             probabilities = torch.softmax(outputs, -1)
             top = alpha * (probabilities - F.one_hot(y, classes).to(outputs)) / n
