@@ -110,3 +110,14 @@ def test_full_scale_cost_counts_every_point_of_a_grid():
     one = cost["scale_arithmetic"](InstabilitySetup, [], "quick", None)
     over_grid = cost["scale_arithmetic"](InstabilitySetup, [InstabilityGrid], "quick", None)
     assert points == 6 and one < over_grid < points * one  # widths 16 and 32: the 16-wide points cost less
+
+
+def test_page_faults_runs_both_kinds_of_process_on_a_tiny_ensemble(capsys):
+    main_of("page_faults.py")(["--steps", "2", "--runs", "1", "--n-train", "60", "--hidden", "5"])
+    out = capsys.readouterr().out
+    assert "default:" in out and "kept:" in out and out.count("page faults per step") == 2
+
+
+def test_page_faults_rejects_no_runs():
+    with pytest.raises(SystemExit):
+        main_of("page_faults.py")(["--runs", "0"])
