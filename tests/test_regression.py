@@ -86,7 +86,23 @@ def test_random_features_recipe_is_abstract_and_checks_its_settings():
     with pytest.raises(TypeError):
         RandomFeatures()
     bad = [(lambda: FeatureSweep(noises=(0.2, 1.5)), "noises"), (lambda: FeatureSweep(ridges=(-1.0,)), "ridges"),
-           (lambda: NetworkSweep(optimizer="adam"), "optimizer"), (lambda: NetworkSweep(noise=-0.1), "noise")]
+           (lambda: NetworkSweep(optimizer="adam"), "optimizer"), (lambda: NetworkSweep(noise=-0.1), "noise"),
+           (lambda: NetworkSweep(gd_lr=0.0), "gd_lr")]
     for make, name in bad:
         with pytest.raises(ValueError, match=name):
             make()
+
+
+def test_network_sweep_s_schedule_divides_adam_s_step_and_gradient_descent_keeps_its_own():
+    from genlib.experiments.double_descent import GD_RATE, NetworkSweep
+
+    small = dict(n_train=20, widths=(1, 2), seeds=(0,), steps=40)
+    assert NetworkSweep(**small).build()[2].lr_milestones == ()
+    variants = NetworkSweep(**small, schedule=True, gd_lr=0.25).variants()
+    assert variants["Adam"].build()[2].lr_milestones == (20, 30)
+    assert variants["Adam, clean labels"].build()[2].lr_milestones == (20, 30)
+    gd = variants["gradient descent"].build()[2]
+    assert (gd.optimizer, gd.lr, gd.lr_milestones) == ("sgd", 0.25, ())
+    assert NetworkSweep(**small).variants()["gradient descent"].lr == GD_RATE
+    full = NetworkSweep.at_scale("full")
+    assert full.schedule and full.gd_lr < GD_RATE
