@@ -28,7 +28,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from genlib.pages.claims import FULL_RUNS, full_runs  # noqa: E402
+from genlib.pages.claims import FULL_RUNS, RECORDING, full_runs  # noqa: E402
 
 
 def hardware() -> str:
@@ -45,7 +45,9 @@ def run_experiment(chapter: str) -> dict:
     if not notebook.exists():
         raise SystemExit(f"chapter must name a notebook in book/; got {chapter!r}")
     with tempfile.TemporaryDirectory() as reports:
-        os.environ.update(GENLIB_SCALE="full", GENLIB_CLAIMS_REPORT=reports, GENLIB_PROGRESS="0")
+        # every claim reported, none asserted: a failing one must not stop the run before the others
+        os.environ.update({"GENLIB_SCALE": "full", "GENLIB_CLAIMS_REPORT": reports, "GENLIB_PROGRESS": "0",
+                           RECORDING: "1"})
         nb = nbformat.read(notebook, as_version=4)
         started = time.perf_counter()
         NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}

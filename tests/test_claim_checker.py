@@ -67,6 +67,24 @@ def test_a_claim_made_at_quick_scale_only_is_listed_but_not_checked_at_full(tmp_
         claim(True, "x", scales=("medium",))
 
 
+def test_while_a_full_run_is_recorded_a_recorded_chapter_reports_its_claims_without_asserting(tmp_path, monkeypatch):
+    record = tmp_path / "full_runs.json"
+    record.write_text(json.dumps({"grokking": {"claims_held": True, "date": "2026-12-06", "hardware": "cpu"}}))
+    monkeypatch.setattr(claims, "FULL_RUNS", record)
+    monkeypatch.setenv("GENLIB_CLAIMS_REPORT", str(tmp_path))
+    monkeypatch.setenv(claims.RECORDING, "1")
+    claim = Claims("grokking", scale="full")
+    claim(False, "fails in the new run")  # no exception
+    claim(True, "holds in the new run")
+    report = json.loads((tmp_path / "grokking-full.json").read_text())
+    assert report["failed"] == ["fails in the new run"] and report["held"] == ["holds in the new run"]
+    with pytest.raises(AssertionError):
+        Claims("grokking", scale="quick")(False, "quick scale is asserted all the same")
+    monkeypatch.delenv(claims.RECORDING)
+    with pytest.raises(AssertionError):
+        Claims("grokking", scale="full")(False, "asserted once the recording is over")
+
+
 def test_chapter_name_and_scale_are_checked():
     with pytest.raises(ValueError, match="chapter"):
         Claims("../etc", scale="quick")
