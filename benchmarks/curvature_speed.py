@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 
 import torch
+from _args import count
 
 from genlib.core.train import train
 from genlib.experiments.sharpness import StabilitySetup
@@ -35,14 +36,11 @@ def milliseconds_per_product(make_operator, vectors, repeats: int) -> tuple[floa
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=StabilitySetup.n_train)
-    parser.add_argument("--hidden", type=int, nargs="+", default=list(StabilitySetup.hidden))
-    parser.add_argument("--steps", type=int, default=100, help="training steps before the products")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--n-train", type=count, default=StabilitySetup.n_train)
+    parser.add_argument("--hidden", type=count, nargs="+", default=list(StabilitySetup.hidden))
+    parser.add_argument("--steps", type=count, default=100, help="training steps before the products")
+    parser.add_argument("--repeats", type=count, default=20)
     args = parser.parse_args(argv)
-    for name in ("n_train", "steps", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
     setup = StabilitySetup(n_train=args.n_train, hidden=tuple(args.hidden), steps=args.steps,
                            eval_every=args.steps, eval_log_points=0)
     data, model, config = setup.build()

@@ -29,6 +29,7 @@ import functools
 import time
 
 import torch
+from _args import count
 from torch import nn
 
 from genlib.core.data import digits, modular_arithmetic
@@ -227,9 +228,9 @@ def main_grokking(members: int, steps: int, device: torch.device, block: int | N
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--members", type=int, nargs="+", default=[8],
+    parser.add_argument("--members", type=count, nargs="+", default=[8],
                         help="ensemble sizes S, each timed in turn (default 8; on a GPU: --members 64 256)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    parser.add_argument("--steps", type=count, default=20, help="timed steps (default 20)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     parser.add_argument("--block", type=int, default=None,
                         help="members per forward/backward pass (default: genlib's choice for the device)")
@@ -238,10 +239,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workload", default="grokking", choices=["grokking", "mlp"],
                         help="grokking: embedding MLP, full batch, AdamW; mlp: digits MLP, minibatches, SGD")
     args = parser.parse_args(argv)
-    if min(args.members) < 1:
-        parser.error(f"--members must all be >= 1; got {args.members}")
-    if args.steps < 1:
-        parser.error(f"--steps must be >= 1; got {args.steps}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import textwrap
 
+from _args import count
+
 ONE_RUN = textwrap.dedent("""
     import json, resource, sys, time
     from dataclasses import replace
@@ -44,14 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     from genlib.experiments.sharpness import StabilitySetup
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--runs", type=int, default=3, help="fresh processes of each kind")
-    parser.add_argument("--n-train", type=int, default=StabilitySetup.n_train)
-    parser.add_argument("--hidden", type=int, nargs="+", default=list(StabilitySetup.hidden))
+    parser.add_argument("--steps", type=count, default=300)
+    parser.add_argument("--runs", type=count, default=3, help="fresh processes of each kind")
+    parser.add_argument("--n-train", type=count, default=StabilitySetup.n_train)
+    parser.add_argument("--hidden", type=count, nargs="+", default=list(StabilitySetup.hidden))
     args = parser.parse_args(argv)
-    for name in ("steps", "runs", "n_train"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
     runs = {"default": [], "kept": []}
     for _ in range(args.runs):
         for kind, results in runs.items():

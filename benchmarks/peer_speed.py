@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import count
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER_ARGS = ["--lr", "0.01", "--log_frequency", "10", "--device", "cpu", "--train_fraction", "0.4", "--beta2", "0.99",
              "--orthogonal_gradients"]  # and --num_epochs
@@ -75,16 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer", type=Path, required=True,
                         help="a checkout of LucasPrietoAl/grokking-at-the-edge-of-numerical-stability")
-    parser.add_argument("--members", type=int, default=8, help="seeds in genlib's ensemble (default 8)")
-    parser.add_argument("--epochs", type=int, default=300,
+    parser.add_argument("--members", type=count, default=8, help="seeds in genlib's ensemble (default 8)")
+    parser.add_argument("--epochs", type=count, default=300,
                         help="full-batch steps of each run (default 300, the paper's)")
     args = parser.parse_args(argv)
     if not (args.peer / "grokking_experiments.py").is_file():
         parser.error(f"--peer must be a checkout holding grokking_experiments.py; got {args.peer}")
-    if args.members < 1:
-        parser.error(f"--members must be >= 1; got {args.members}")
-    if args.epochs < 1:
-        parser.error(f"--epochs must be >= 1; got {args.epochs}")
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads here; Figure 1's ⊥Grad run, "

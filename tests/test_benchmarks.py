@@ -98,7 +98,23 @@ def test_peer_speed_rejects_a_bad_checkout_or_size(args, tmp_path, capsys):
         (tmp_path / "grokking_experiments.py").write_text(FAKE_PEER)
     with pytest.raises(SystemExit):
         main_of("peer_speed.py")(["--peer", str(tmp_path), *args])
-    assert f"{args[0] if args else '--peer'} must be" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (f"argument {args[0]}: must be at least 1; got 0" if args else "--peer must be") in err
+
+
+@pytest.mark.parametrize("text, message", [("0", "at least 1; got 0"), ("-3", "at least 1; got -3"),
+                                           ("2.5", "whole number; got '2.5'")])
+def test_a_count_argument_refuses_what_is_not_a_whole_number_from_1(text, message):
+    import argparse
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _args import count
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert count("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        count(text)
 
 
 def test_full_scale_cost_counts_every_point_of_a_grid():
